@@ -1,0 +1,75 @@
+//! The admin API: APISIX Admin API v3 paths and reply shapes, over the config store.
+//!
+//! Every write follows one path ([`write::commit`]): parse and shape-check the document, build the
+//! candidate snapshot from the whole config (references, regexes, plugin configs), persist, and only
+//! then swap the live snapshot. A rejected write therefore changes nothing, and what is live is always
+//! what is stored.
+
+mod auth;
+mod error;
+mod handlers;
+mod ids;
+mod write;
+
+pub use auth::{AdminKey, KeySource};
+pub use error::AdminError;
+
+use crate::catalog::PluginCatalog;
+use crate::snapshot::Live;
+use crate::store::ConfigStore;
+use axum::routing::get;
+use axum::Router;
+use std::sync::Arc;
+
+pub struct AdminState {
+    pub store: Arc<dyn ConfigStore>,
+    pub live: Arc<Live>,
+    pub catalog: Arc<dyn PluginCatalog>,
+    pub key: AdminKey,
+    /// Serialises writes: each builds on the snapshot the previous one produced.
+    pub(crate) write_lock: tokio::sync::Mutex<()>,
+    pub(crate) ids: ids::IdGenerator,
+}
+
+impl AdminState {
+    pub fn new(
+        store: Arc<dyn ConfigStore>,
+        live: Arc<Live>,
+        catalog: Arc<dyn PluginCatalog>,
+        key: AdminKey,
+    ) -> Self {
+        AdminState {
+            store,
+            live,
+            catalog,
+            key,
+            write_lock: tokio::sync::Mutex::new(()),
+            ids: ids::IdGenerator::default(),
+        }
+    }
+}
+
+/// The admin HTTP service: every path below `/apisix/admin` requires `X-API-KEY`.
+pub fn router(state: Arc<AdminState>) -> Router {
+    Router::new()
+        .route("/apisix/admin/plugins/list", get(handlers::plugin_list))
+        .route(
+            "/apisix/admin/{res}",
+            get(handlers::list)
+                .post(handlers::create)
+                .put(handlers::put_without_id),
+        )
+        .route(
+            "/apisix/admin/{res}/{id}",
+            get(handlers::get_one)
+                .put(handlers::put)
+                .patch(handlers::patch)
+                .delete(handlers::delete),
+        )
+        .fallback(handlers::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            auth::require_key,
+        ))
+        .with_state(state)
+}

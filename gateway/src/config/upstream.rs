@@ -1,0 +1,173 @@
+//! `upstreams`: the nodes a route forwards to and how (balancing, retries, timeouts, keepalive).
+
+use super::common::{opt_id, ConfigError, Labels, Timeout};
+use super::nodes::{parse_nodes, NodeEntry};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeepalivePool {
+    /// Idle connections kept per upstream (APISIX default 320).
+    pub size: Option<u32>,
+    /// Seconds an idle connection is kept (APISIX default 60).
+    pub idle_timeout: Option<f64>,
+    /// Requests served on one connection before it is closed (APISIX default 1000).
+    pub requests: Option<u32>,
+}
+
+/// How the `Host` header sent upstream is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassHost {
+    /// The client's Host, unchanged (default).
+    Pass,
+    /// The chosen node's `host:port`.
+    Node,
+    /// `upstream_host`.
+    Rewrite,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    #[serde(default, deserialize_with = "opt_id")]
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub desc: Option<String>,
+    pub labels: Option<Labels>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub nodes: Option<serde_json::Value>,
+    pub hash_on: Option<String>,
+    pub key: Option<String>,
+    /// Health checks: accepted in APISIX's shape and stored; acted on by the health-check subsystem.
+    pub checks: Option<serde_json::Value>,
+    pub retries: Option<u32>,
+    pub retry_timeout: Option<f64>,
+    pub timeout: Option<Timeout>,
+    pub keepalive_pool: Option<KeepalivePool>,
+    pub scheme: Option<String>,
+    pub pass_host: Option<String>,
+    pub upstream_host: Option<String>,
+    pub tls: Option<serde_json::Value>,
+    pub create_time: Option<u64>,
+    pub update_time: Option<u64>,
+}
+
+impl Upstream {
+    pub fn balancer_type(&self) -> &str {
+        self.kind.as_deref().unwrap_or("roundrobin")
+    }
+
+    pub fn scheme(&self) -> &str {
+        self.scheme.as_deref().unwrap_or("http")
+    }
+
+    pub fn default_port(&self) -> u16 {
+        match self.scheme() {
+            "https" | "grpcs" => 443,
+            _ => 80,
+        }
+    }
+
+    pub fn parsed_nodes(&self) -> Result<Vec<NodeEntry>, ConfigError> {
+        match &self.nodes {
+            Some(v) => parse_nodes(v, self.default_port()),
+            None => Err(ConfigError::new("nodes: required")),
+        }
+    }
+
+    pub fn pass_host(&self) -> Result<PassHost, ConfigError> {
+        match self.pass_host.as_deref() {
+            None | Some("pass") => Ok(PassHost::Pass),
+            Some("node") => Ok(PassHost::Node),
+            Some("rewrite") => Ok(PassHost::Rewrite),
+            Some(other) => Err(ConfigError::new(format!(
+                "pass_host: {other:?} is not one of \"pass\", \"node\", \"rewrite\""
+            ))),
+        }
+    }
+
+    pub fn check(&self) -> Result<(), ConfigError> {
+        match self.balancer_type() {
+            "roundrobin" | "chash" | "least_conn" | "ewma" => {}
+            other => return Err(ConfigError::new(format!(
+                "type: {other:?} is not one of \"roundrobin\", \"chash\", \"least_conn\", \"ewma\""
+            ))),
+        }
+        let nodes = self.parsed_nodes()?;
+        if nodes.is_empty() {
+            return Err(ConfigError::new("nodes: at least one node is required"));
+        }
+        if nodes.iter().all(|n| n.weight == 0) {
+            return Err(ConfigError::new(
+                "nodes: at least one node needs a weight above 0",
+            ));
+        }
+        if self.balancer_type() == "chash" {
+            match self.hash_on.as_deref().unwrap_or("vars") {
+                "vars" | "header" | "cookie" | "vars_combinations" => {
+                    if self.key.as_deref().unwrap_or("").is_empty() {
+                        return Err(ConfigError::new("key: required when type is \"chash\""));
+                    }
+                }
+                "consumer" => {}
+                other => {
+                    return Err(ConfigError::new(format!(
+                        "hash_on: {other:?} is not one of \"vars\", \"header\", \"cookie\", \"consumer\", \"vars_combinations\""
+                    )))
+                }
+            }
+        }
+        match self.scheme() {
+            "http" => {}
+            "https" | "grpc" | "grpcs" => {
+                return Err(ConfigError::new(format!(
+                    "scheme: {:?} upstreams are not supported yet; use \"http\"",
+                    self.scheme()
+                )))
+            }
+            other => {
+                return Err(ConfigError::new(format!(
+                    "scheme: {other:?} is not one of \"http\", \"https\", \"grpc\", \"grpcs\""
+                )))
+            }
+        }
+        let pass_host = self.pass_host()?;
+        if pass_host == PassHost::Rewrite && self.upstream_host.as_deref().unwrap_or("").is_empty()
+        {
+            return Err(ConfigError::new(
+                "upstream_host: required when pass_host is \"rewrite\"",
+            ));
+        }
+        if let Some(t) = &self.timeout {
+            t.check()?;
+        }
+        if let Some(rt) = self.retry_timeout {
+            if !(rt >= 0.0 && rt.is_finite()) {
+                return Err(ConfigError::new(
+                    "retry_timeout: must be a number of seconds >= 0",
+                ));
+            }
+        }
+        if let Some(pool) = &self.keepalive_pool {
+            if let Some(idle) = pool.idle_timeout {
+                if !(idle >= 0.0 && idle.is_finite()) {
+                    return Err(ConfigError::new(
+                        "keepalive_pool.idle_timeout: must be a number of seconds >= 0",
+                    ));
+                }
+            }
+            if pool.requests == Some(0) {
+                return Err(ConfigError::new(
+                    "keepalive_pool.requests: must be at least 1",
+                ));
+            }
+        }
+        if let Some(checks) = &self.checks {
+            if !checks.is_object() {
+                return Err(ConfigError::new("checks: must be an object"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,21 @@
+//! Sluice: a WebAssembly-programmable API gateway.
+//!
+//! A request flows one way through these modules:
+//! [`server`] (listeners) → [`proxy`] (the request path) → [`router`] (which route) →
+//! [`upstream`] + [`balancer`] (which node, pooled connection) → back through [`proxy`] → access log.
+//! Configuration enters through [`admin`], is typed by [`config`], persisted by [`store`] and compiled
+//! into the immutable [`snapshot`] the request path reads.
+
+pub mod admin;
+pub mod balancer;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod logging;
+pub mod proxy;
+pub mod router;
+pub mod server;
+pub mod settings;
+pub mod snapshot;
+pub mod store;
+pub mod upstream;

@@ -1,0 +1,66 @@
+//! Every answer the gateway gives on its own, declared once: kind → status and `error_msg`.
+//!
+//! Bodies follow APISIX's JSON shape. They never contain upstream addresses or internal error text;
+//! those go to the log, where the operator (not the client) reads them.
+
+use super::body::ResponseBody;
+use http::{header, HeaderValue, Response, StatusCode};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyError {
+    RouteNotFound,
+    /// The route has no upstream and no plugin answered.
+    NoUpstream,
+    /// No node accepted a connection (after retries).
+    UpstreamUnreachable,
+    /// Connecting or waiting for the response head took longer than the configured timeout.
+    UpstreamTimeout,
+    /// The upstream broke the exchange (reset, malformed response).
+    UpstreamFailed,
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::RouteNotFound => StatusCode::NOT_FOUND,
+            ProxyError::NoUpstream => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::UpstreamUnreachable | ProxyError::UpstreamFailed => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    pub fn message(&self) -> &'static str {
+        match self {
+            ProxyError::RouteNotFound => "404 Route Not Found",
+            ProxyError::NoUpstream => "503 Service Unavailable: the route has no upstream",
+            ProxyError::UpstreamUnreachable => "502 Bad Gateway: no upstream node could be reached",
+            ProxyError::UpstreamFailed => "502 Bad Gateway: the upstream failed to answer",
+            ProxyError::UpstreamTimeout => {
+                "504 Gateway Timeout: the upstream did not answer in time"
+            }
+        }
+    }
+
+    pub fn to_response(&self) -> Response<ResponseBody> {
+        let body = serde_json::json!({ "error_msg": self.message() }).to_string();
+        let mut resp = Response::new(ResponseBody::local(body));
+        *resp.status_mut() = self.status();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_found_matches_apisix() {
+        let r = ProxyError::RouteNotFound.to_response();
+        assert_eq!(r.status(), 404);
+        assert_eq!(ProxyError::RouteNotFound.message(), "404 Route Not Found");
+    }
+}

@@ -1,0 +1,198 @@
+//! One upstream exchange: pick a node, connect (reusing a pooled connection when one is ready), send,
+//! and wait for the response head — moving to the next node when a connect fails, up to `retries`
+//! and `retry_timeout`.
+//!
+//! Only failures that happen before the request leaves are retried: the body is streamed, so once a
+//! byte of it is sent there is nothing left to resend. A pooled connection that the upstream closed
+//! while idle hands the unsent request back (hyper's `try_send_request`) and we retry it once on a fresh
+//! connection to the same node.
+
+use super::body::{upstream_body, IdleTimeout, UpstreamRequestBody};
+use super::error::ProxyError;
+use super::headers::upstream_host;
+use crate::upstream::{ConnPool, Dns, PooledConn, Timeouts, UpstreamRuntime};
+use http::header::{HeaderValue, HOST};
+use http::request::Parts;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+pub struct Exchanged {
+    pub response: Response<Incoming>,
+    pub node: SocketAddr,
+}
+
+/// Where the request was sent, whether or not it worked, for the access log.
+pub struct Failed {
+    pub error: ProxyError,
+    pub node: Option<SocketAddr>,
+}
+
+enum Attempt {
+    Done(Exchanged),
+    /// The request did not leave; try another node (or the same one on a fresh connection).
+    Unsent(Request<UpstreamRequestBody>, ProxyError),
+    Fatal(ProxyError),
+}
+
+pub struct Forward<'a> {
+    pub upstream: &'a Arc<UpstreamRuntime>,
+    pub dns: &'a Dns,
+    pub timeouts: Timeouts,
+    pub hash_key: Option<&'a [u8]>,
+    pub client_host: Option<HeaderValue>,
+}
+
+impl Forward<'_> {
+    pub async fn run(self, parts: Parts, body: Incoming) -> Result<Exchanged, Failed> {
+        let up = self.upstream;
+        let mut body = IdleTimeout::new(body, self.timeouts.send);
+        let body_sent = body.notify_end();
+        // The read timeout counts from the moment the request body is fully handed to the upstream.
+        let read = self.timeouts.read;
+        let read_timer = async move {
+            let _ = body_sent.await;
+            tokio::time::sleep(read).await;
+        };
+        tokio::pin!(read_timer);
+
+        let mut request = Request::from_parts(parts, upstream_body(body));
+        let started = Instant::now();
+        let mut tried: Vec<usize> = Vec::new();
+        let mut last = ProxyError::UpstreamUnreachable;
+        let mut last_node = None;
+        for attempt in 0..=up.retries {
+            if attempt > 0 && up.retry_timeout.is_some_and(|t| started.elapsed() >= t) {
+                break;
+            }
+            let Some(idx) = up.balancer.pick(self.hash_key, &tried) else {
+                break;
+            };
+            tried.push(idx);
+            let node = &up.nodes[idx];
+            let addr = match self.dns.resolve(&node.host, node.port).await {
+                Ok(addrs) => addrs[0],
+                Err(e) => {
+                    tracing::warn!(upstream = %up.name, node = %node.authority(), error = %e, "cannot resolve upstream node");
+                    last = ProxyError::UpstreamUnreachable;
+                    continue;
+                }
+            };
+            last_node = Some(addr);
+            match upstream_host(up, node, self.client_host.as_ref()) {
+                Some(h) => {
+                    request.headers_mut().insert(HOST, h);
+                }
+                None => {
+                    request.headers_mut().remove(HOST);
+                }
+            }
+            let mut fresh_only = false;
+            loop {
+                let t0 = Instant::now();
+                up.balancer.on_start(idx);
+                let conn = match connect(&up.pool, addr, self.timeouts.connect, fresh_only).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        up.balancer.on_finish(idx, t0.elapsed(), false);
+                        tracing::warn!(upstream = %up.name, node = %addr, error = ?e, "upstream connect failed");
+                        last = e;
+                        break;
+                    }
+                };
+                let reused = conn.reused;
+                match send(&up.pool, conn, request, read_timer.as_mut()).await {
+                    Attempt::Done(ex) => {
+                        up.balancer.on_finish(idx, t0.elapsed(), true);
+                        return Ok(ex);
+                    }
+                    Attempt::Fatal(error) => {
+                        up.balancer.on_finish(idx, t0.elapsed(), false);
+                        return Err(Failed {
+                            error,
+                            node: Some(addr),
+                        });
+                    }
+                    Attempt::Unsent(back, error) => {
+                        up.balancer.on_finish(idx, t0.elapsed(), false);
+                        request = back;
+                        last = error;
+                        if reused && !fresh_only {
+                            fresh_only = true;
+                            continue;
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        Err(Failed {
+            error: last,
+            node: last_node,
+        })
+    }
+}
+
+async fn connect(
+    pool: &Arc<ConnPool<UpstreamRequestBody>>,
+    addr: SocketAddr,
+    timeout: Duration,
+    fresh_only: bool,
+) -> Result<PooledConn<UpstreamRequestBody>, ProxyError> {
+    if !fresh_only {
+        if let Some(c) = pool.checkout(addr) {
+            return Ok(c);
+        }
+    }
+    pool.connect(addr, timeout).await.map_err(|e| match e {
+        crate::upstream::ConnectError::Timeout(_) => ProxyError::UpstreamTimeout,
+        _ => ProxyError::UpstreamUnreachable,
+    })
+}
+
+async fn send(
+    pool: &Arc<ConnPool<UpstreamRequestBody>>,
+    mut conn: PooledConn<UpstreamRequestBody>,
+    request: Request<UpstreamRequestBody>,
+    read_timer: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> Attempt {
+    let node = conn.addr;
+    let outcome = tokio::select! {
+        r = conn.sender.try_send_request(request) => r,
+        () = read_timer => return Attempt::Fatal(ProxyError::UpstreamTimeout),
+    };
+    match outcome {
+        Ok(response) => {
+            pool.release(conn);
+            Attempt::Done(Exchanged { response, node })
+        }
+        Err(mut e) => {
+            let err = e.error();
+            tracing::warn!(node = %node, error = %err, "upstream exchange failed");
+            let kind = if is_timeout(err) {
+                ProxyError::UpstreamTimeout
+            } else {
+                ProxyError::UpstreamFailed
+            };
+            match e.take_message() {
+                Some(back) => Attempt::Unsent(back, ProxyError::UpstreamUnreachable),
+                None => Attempt::Fatal(kind),
+            }
+        }
+    }
+}
+
+/// A body that stalled past its idle timeout surfaces as a hyper body error wrapping ours.
+fn is_timeout(err: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        if s.is::<super::body::BodyTimeout>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}

@@ -1,0 +1,183 @@
+//! The request path: router → (plugin phases) → upstream → response → access log.
+//!
+//! [`handle`] is the whole story for one request, read top to bottom. It loads the live snapshot once,
+//! so a config change never affects a request already in flight, and every early answer comes from the
+//! one table in [`error`].
+
+mod access_log;
+mod body;
+mod error;
+mod forward;
+mod headers;
+mod vars;
+
+pub use body::{ResponseBody, UpstreamRequestBody};
+pub use error::ProxyError;
+pub use vars::RequestVars;
+
+use crate::router::VarSource;
+use crate::snapshot::Live;
+use crate::upstream::{Dns, HashOn};
+use access_log::{AccessRecord, Logged};
+use body::IdleTimeout;
+use http::header::{HeaderValue, HOST};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::time::Instant;
+
+/// What the proxy needs that outlives a request.
+pub struct ProxyState {
+    pub live: Arc<Live>,
+    pub dns: Dns,
+}
+
+/// Per-connection facts.
+#[derive(Clone, Copy)]
+pub struct Conn {
+    pub client: SocketAddr,
+    pub local: SocketAddr,
+    pub scheme: &'static str,
+}
+
+pub type ProxyResponse = Response<Logged<ResponseBody>>;
+
+/// The Host the client asked for: the `Host` header, or the `:authority` of an HTTP/2 request.
+fn client_host(req: &Request<Incoming>) -> Option<HeaderValue> {
+    req.headers().get(HOST).cloned().or_else(|| {
+        req.uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    })
+}
+
+/// The `host` without a port, for matching.
+fn host_name(h: &HeaderValue) -> Option<&str> {
+    let s = h.to_str().ok()?;
+    if s.starts_with('[') {
+        return Some(s.split_once(']').map_or(s, |(h, _)| &s[..h.len() + 1]));
+    }
+    Some(s.rsplit_once(':').map_or(s, |(h, _)| h))
+}
+
+/// The bytes `chash` hashes for this request; falls back to the client address, as APISIX does.
+fn hash_key(on: &HashOn, vars: &RequestVars<'_>) -> Vec<u8> {
+    let found = match on {
+        HashOn::Vars(name) => vars.var(name).map(|v| v.into_owned()),
+        HashOn::Header(name) => vars
+            .parts
+            .headers
+            .get(name.as_str())
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        HashOn::Cookie(name) => vars.var(&format!("cookie_{name}")).map(|v| v.into_owned()),
+        HashOn::Consumer => None,
+        HashOn::VarsCombinations(template) => Some(expand_template(template, vars)),
+    };
+    found
+        .filter(|k| !k.is_empty())
+        .unwrap_or_else(|| vars.client.ip().to_string())
+        .into_bytes()
+}
+
+/// Replaces each `$name` in `template` with that request variable (empty when unset).
+fn expand_template(template: &str, vars: &RequestVars<'_>) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        let end = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
+        if let Some(v) = vars.var(&after[..end]) {
+            out.push_str(&v);
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) -> ProxyResponse {
+    let started = Instant::now();
+    let snapshot = state.live.load();
+    let host = client_host(&req);
+    let (mut parts, body) = req.into_parts();
+    let mut record = AccessRecord {
+        started,
+        client: conn.client,
+        method: parts.method.clone(),
+        path: parts.uri.path().to_string(),
+        route_id: None,
+        upstream: None,
+        status: http::StatusCode::OK,
+    };
+
+    let vars = RequestVars {
+        parts: &parts,
+        client: conn.client,
+        local: conn.local,
+        host: host.as_ref().and_then(host_name),
+        scheme: conn.scheme,
+    };
+    let Some(route) = snapshot
+        .router
+        .find(&parts.method, vars.host, parts.uri.path(), &vars)
+    else {
+        return local(ProxyError::RouteNotFound, record);
+    };
+    record.route_id = Some(route.id.clone());
+    let Some(upstream) = route.upstream.as_ref() else {
+        return local(ProxyError::NoUpstream, record);
+    };
+    let key = upstream.hash_on.as_ref().map(|on| hash_key(on, &vars));
+
+    headers::strip_hop_by_hop(&mut parts.headers);
+    headers::add_forwarded(
+        &mut parts.headers,
+        conn.client.ip(),
+        conn.scheme,
+        host.as_ref(),
+    );
+    // Upstreams get origin-form HTTP/1.1 whatever the client spoke.
+    parts.version = http::Version::HTTP_11;
+    if let Some(pq) = parts.uri.path_and_query() {
+        if let Ok(uri) = pq.as_str().parse() {
+            parts.uri = uri;
+        }
+    }
+
+    let outcome = forward::Forward {
+        upstream,
+        dns: &state.dns,
+        timeouts: route.timeouts,
+        hash_key: key.as_deref(),
+        client_host: host,
+    }
+    .run(parts, body)
+    .await;
+
+    match outcome {
+        Ok(ex) => {
+            record.upstream = Some(ex.node);
+            record.status = ex.response.status();
+            let (mut head, body) = ex.response.into_parts();
+            headers::strip_hop_by_hop(&mut head.headers);
+            let body = ResponseBody::Proxied(IdleTimeout::new(body, route.timeouts.read));
+            Response::from_parts(head, Logged::new(body, record))
+        }
+        Err(failed) => {
+            record.upstream = failed.node;
+            local(failed.error, record)
+        }
+    }
+}
+
+fn local(err: ProxyError, mut record: AccessRecord) -> ProxyResponse {
+    let resp = err.to_response();
+    record.status = resp.status();
+    let (head, body) = resp.into_parts();
+    Response::from_parts(head, Logged::new(body, record))
+}

@@ -1,0 +1,182 @@
+//! `sluice serve`: open the store, build the first snapshot, bind the listeners, run until a signal,
+//! then drain.
+//!
+//! Shutdown order: stop accepting, let in-flight requests finish (bounded by `--shutdown-timeout`),
+//! then flush the store so nothing acknowledged is lost.
+
+use crate::admin::{self, AdminKey, AdminState};
+use crate::catalog::{EmptyCatalog, PluginCatalog};
+use crate::proxy::{self, Conn, ProxyState};
+use crate::settings::Settings;
+use crate::snapshot::{ConfigSet, Live, Snapshot};
+use crate::store::{ConfigStore, SledStore};
+use crate::upstream::Dns;
+use anyhow::Context;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Longest time a client may take to send a request head (slowloris guard).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn bind(name: &'static str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the {name} listener on {addr}"))?;
+    let bound = listener.local_addr()?;
+    tracing::info!(listener = name, addr = %bound, "listening");
+    Ok(listener)
+}
+
+fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn ConfigStore>> {
+    match settings.config_store.as_str() {
+        "sled" => {
+            std::fs::create_dir_all(&settings.data_dir)
+                .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
+            Ok(Arc::new(SledStore::open(&settings.data_dir).with_context(
+                || format!("opening the store in {}", settings.data_dir.display()),
+            )?))
+        }
+        other if other.starts_with("etcd://") => {
+            anyhow::bail!("--config-store {other}: the etcd backend is not part of this build yet; use `sled`")
+        }
+        other => {
+            anyhow::bail!("--config-store {other:?}: expected `sled` or `etcd://host:port/prefix`")
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+}
+
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let store = open_store(&settings)?;
+    let catalog: Arc<dyn PluginCatalog> = Arc::new(EmptyCatalog);
+    let objects = store.load_all().await.context("loading stored config")?;
+    let count = objects.len();
+    let snapshot = Snapshot::build(ConfigSet::from_objects(objects), None, catalog.as_ref())
+        .context("the stored configuration does not validate")?;
+    tracing::info!(objects = count, "configuration loaded");
+    let live = Arc::new(Live::new(snapshot));
+
+    std::fs::create_dir_all(&settings.data_dir)?;
+    let (key, source) = AdminKey::resolve(settings.admin_key.clone(), &settings.data_dir)?;
+    match source {
+        admin::KeySource::Configured => {}
+        admin::KeySource::File(p) => {
+            tracing::info!(path = %p.display(), "admin key read from file")
+        }
+        admin::KeySource::Generated(p) => {
+            tracing::warn!(path = %p.display(), "no admin key configured: generated one; send it as X-API-KEY")
+        }
+    }
+
+    let proxy_listener = bind("http", settings.listen).await?;
+    let admin_listener = bind("admin", settings.admin_listen).await?;
+    tracing::info!(
+        addr = %settings.tls_listen,
+        "https listener not started: TLS termination is not part of this build yet"
+    );
+    tracing::info!(
+        addr = %settings.metrics_listen,
+        "metrics listener not started: Prometheus metrics are not part of this build yet"
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let admin_state = Arc::new(AdminState::new(
+        Arc::clone(&store),
+        Arc::clone(&live),
+        catalog,
+        key,
+    ));
+    let mut admin_stop = stop_rx.clone();
+    let admin_task = tokio::spawn(async move {
+        let app = admin::router(admin_state);
+        let serve = axum::serve(admin_listener, app).with_graceful_shutdown(async move {
+            let _ = admin_stop.wait_for(|s| *s).await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "admin listener failed");
+        }
+    });
+
+    let state = Arc::new(ProxyState {
+        live,
+        dns: Dns::from_system(),
+    });
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let mut proxy_stop = stop_rx.clone();
+    loop {
+        tokio::select! {
+            accepted = proxy_listener.accept() => {
+                let (stream, client) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let local = stream.local_addr().unwrap_or(settings.listen);
+                let conn = Conn { client, local, scheme: "http" };
+                let state = Arc::clone(&state);
+                let svc = service_fn(move |req| {
+                    let state = Arc::clone(&state);
+                    async move { Ok::<_, Infallible>(proxy::handle(state, conn, req).await) }
+                });
+                let connection = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, "client connection ended with error");
+                    }
+                });
+            }
+            () = shutdown_signal() => break,
+            _ = proxy_stop.changed() => break,
+        }
+    }
+
+    tracing::info!("shutting down: no new connections; draining in-flight requests");
+    drop(proxy_listener);
+    let _ = stop_tx.send(true);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections drained"),
+        () = tokio::time::sleep(settings.shutdown_timeout) => {
+            tracing::warn!(timeout = ?settings.shutdown_timeout, "shutdown timeout reached; closing remaining connections");
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), admin_task).await;
+    store.flush().await.context("flushing the store")?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! `sluice serve` settings from flags, `SLUICE_*` environment variables and a TOML file.
+//!
+//! Precedence: flag > environment > config file > built-in default. clap resolves the first two;
+//! the file only fills what neither gave, so one file can hold a deployment's settings while a single
+//! flag or variable still overrides it.
+
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below, in snake_case (`listen = "0.0.0.0:9080"`).
+    #[arg(long, env = "SLUICE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Embedded store (config, plugin binaries, compiled-artifact cache) [default: ./sluice-data]
+    #[arg(long, env = "SLUICE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// HTTP proxy listener, HTTP/1.1 and h2c [default: 0.0.0.0:9080]
+    #[arg(long, env = "SLUICE_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// HTTPS proxy listener; certificates come from `ssls` objects [default: 0.0.0.0:9443]
+    #[arg(long, env = "SLUICE_TLS_LISTEN", value_name = "ADDR")]
+    pub tls_listen: Option<SocketAddr>,
+    /// Admin API listener; keep it on loopback unless it is firewalled [default: 127.0.0.1:9180]
+    #[arg(long, env = "SLUICE_ADMIN_LISTEN", value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Admin API key. There is no default: without one, a random key is generated on first start
+    /// into <data-dir>/admin.key (mode 0600) and its path is logged.
+    #[arg(
+        long,
+        env = "SLUICE_ADMIN_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub admin_key: Option<String>,
+    /// Prometheus metrics listener (`/metrics`) [default: 127.0.0.1:9091]
+    #[arg(long, env = "SLUICE_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Where config lives: `sled` (embedded) or `etcd://host:port[,host:port]/prefix` [default: sled]
+    #[arg(long, env = "SLUICE_CONFIG_STORE", value_name = "URL")]
+    pub config_store: Option<String>,
+    /// Log format [default: text]
+    #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter in tracing's EnvFilter syntax, e.g. `info` or `sluice=debug` [default: info]
+    #[arg(long, env = "SLUICE_LOG_LEVEL", value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT [default: 30]
+    #[arg(long, env = "SLUICE_SHUTDOWN_TIMEOUT", value_name = "SECS")]
+    pub shutdown_timeout: Option<f64>,
+}
+
+/// The config file: the same names as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    tls_listen: Option<SocketAddr>,
+    admin_listen: Option<SocketAddr>,
+    admin_key: Option<String>,
+    metrics_listen: Option<SocketAddr>,
+    config_store: Option<String>,
+    log_format: Option<LogFormat>,
+    log_level: Option<String>,
+    shutdown_timeout: Option<f64>,
+}
+
+/// Fully resolved settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub tls_listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub admin_key: Option<String>,
+    pub metrics_listen: SocketAddr,
+    pub config_store: String,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub shutdown_timeout: Duration,
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse()
+        .unwrap_or_else(|_| unreachable!("built-in address {s} parses"))
+}
+
+impl ServeArgs {
+    pub fn resolve(self) -> anyhow::Result<Settings> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("reading config file {}: {e}", path.display()))?;
+                toml::from_str::<FileSettings>(&text)
+                    .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?
+            }
+            None => FileSettings::default(),
+        };
+        let shutdown = self
+            .shutdown_timeout
+            .or(file.shutdown_timeout)
+            .unwrap_or(30.0);
+        anyhow::ensure!(
+            shutdown.is_finite() && shutdown >= 0.0,
+            "shutdown_timeout must be a number of seconds >= 0"
+        );
+        Ok(Settings {
+            data_dir: self
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./sluice-data")),
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| addr("0.0.0.0:9080")),
+            tls_listen: self
+                .tls_listen
+                .or(file.tls_listen)
+                .unwrap_or_else(|| addr("0.0.0.0:9443")),
+            admin_listen: self
+                .admin_listen
+                .or(file.admin_listen)
+                .unwrap_or_else(|| addr("127.0.0.1:9180")),
+            admin_key: self.admin_key.or(file.admin_key),
+            metrics_listen: self
+                .metrics_listen
+                .or(file.metrics_listen)
+                .unwrap_or_else(|| addr("127.0.0.1:9091")),
+            config_store: self
+                .config_store
+                .or(file.config_store)
+                .unwrap_or_else(|| "sled".to_string()),
+            log_format: self
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(LogFormat::Text),
+            log_level: self
+                .log_level
+                .or(file.log_level)
+                .unwrap_or_else(|| "info".to_string()),
+            shutdown_timeout: Duration::from_secs_f64(shutdown),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_file_and_file_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:1111\"\nadmin_listen = \"127.0.0.1:2222\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            listen: Some(addr("127.0.0.1:3333")),
+            ..Default::default()
+        };
+        let s = args.resolve().unwrap();
+        assert_eq!(s.listen, addr("127.0.0.1:3333"));
+        assert_eq!(s.admin_listen, addr("127.0.0.1:2222"));
+        assert_eq!(s.metrics_listen, addr("127.0.0.1:9091"));
+        assert_eq!(s.admin_key, None);
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.toml");
+        std::fs::write(&path, "lisen = \"127.0.0.1:1\"\n").unwrap();
+        let err = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+    }
+}

@@ -1,0 +1,252 @@
+//! Compiling a [`ConfigSet`] into what the request path reads: the router and resolved routes.
+
+use super::config_set::ConfigSet;
+use crate::catalog::PluginCatalog;
+use crate::config::{
+    parse_resource, ConfigError, Consumer, GlobalRule, PluginConfig, Plugins, ResourceKind, Route,
+    Service, Upstream,
+};
+use crate::router::{RouteSpec, Router};
+use crate::upstream::{Timeouts, UpstreamRuntime};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A route with everything it refers to resolved, ready for the request path.
+pub struct RouteEntry {
+    pub id: String,
+    pub service_id: Option<String>,
+    /// `None` only for routes whose plugins answer by themselves.
+    pub upstream: Option<Arc<UpstreamRuntime>>,
+    pub timeouts: Timeouts,
+    /// Route plugins merged over plugin_config and service plugins (route wins per plugin name).
+    pub plugins: Plugins,
+}
+
+pub struct Snapshot {
+    pub config: ConfigSet,
+    pub router: Router<Arc<RouteEntry>>,
+    /// Runtimes by name (`upstreams/1`, `routes/7`, `services/3`), kept for reuse by the next build.
+    upstreams: HashMap<String, Arc<UpstreamRuntime>>,
+    pub global_plugins: Plugins,
+}
+
+fn in_resource(kind: ResourceKind, id: &str) -> impl Fn(ConfigError) -> ConfigError + '_ {
+    move |e| ConfigError::new(format!("{} {id}: {}", kind.noun(), e.0))
+}
+
+struct Builder<'a> {
+    previous: Option<&'a Snapshot>,
+    catalog: &'a dyn PluginCatalog,
+    upstreams: HashMap<String, Arc<UpstreamRuntime>>,
+}
+
+impl Builder<'_> {
+    /// Builds (or reuses, when its JSON did not change) the runtime of one upstream definition.
+    fn upstream(
+        &mut self,
+        name: String,
+        up: &Upstream,
+        source: &serde_json::Value,
+    ) -> Result<Arc<UpstreamRuntime>, ConfigError> {
+        let comparable = UpstreamRuntime::comparable(source);
+        if let Some(old) = self.previous.and_then(|p| p.upstreams.get(&name)) {
+            if old.source == comparable {
+                self.upstreams.insert(name, Arc::clone(old));
+                return Ok(Arc::clone(old));
+            }
+        }
+        let rt = Arc::new(UpstreamRuntime::build(name.clone(), up, comparable)?);
+        self.upstreams.insert(name, Arc::clone(&rt));
+        Ok(rt)
+    }
+
+    fn plugins(&self, plugins: &Plugins) -> Result<(), ConfigError> {
+        for (name, conf) in plugins {
+            self.catalog
+                .check(name, conf)
+                .map_err(|e| ConfigError::new(format!("plugins.{name}: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+impl Snapshot {
+    /// An empty configuration: every request gets 404.
+    pub fn empty() -> Self {
+        Snapshot {
+            config: ConfigSet::default(),
+            router: Router::build(Vec::new()).unwrap_or_else(|_| unreachable!()),
+            upstreams: HashMap::new(),
+            global_plugins: Plugins::new(),
+        }
+    }
+
+    /// Validates the whole set and compiles it. `previous` lets unchanged upstreams keep their balancer
+    /// state and pooled connections.
+    pub fn build(
+        config: ConfigSet,
+        previous: Option<&Snapshot>,
+        catalog: &dyn PluginCatalog,
+    ) -> Result<Snapshot, ConfigError> {
+        let mut b = Builder {
+            previous,
+            catalog,
+            upstreams: HashMap::new(),
+        };
+
+        let mut named = HashMap::new();
+        for (id, v) in config.objects(ResourceKind::Upstreams) {
+            let ctx = in_resource(ResourceKind::Upstreams, id);
+            let up: Upstream = parse_resource(v).map_err(&ctx)?;
+            let rt = b
+                .upstream(format!("upstreams/{id}"), &up, v)
+                .map_err(&ctx)?;
+            named.insert(id.clone(), rt);
+        }
+        let find_upstream = |field_owner: &str, id: &str| {
+            named.get(id).cloned().ok_or_else(|| {
+                ConfigError::new(format!(
+                    "{field_owner}upstream_id: upstream {id:?} not found"
+                ))
+            })
+        };
+
+        struct ServiceParts {
+            upstream: Option<Arc<UpstreamRuntime>>,
+            plugins: Plugins,
+        }
+        let mut services = HashMap::new();
+        for (id, v) in config.objects(ResourceKind::Services) {
+            let ctx = in_resource(ResourceKind::Services, id);
+            let svc: Service = parse_resource(v).map_err(&ctx)?;
+            svc.check().map_err(&ctx)?;
+            let upstream = match (&svc.upstream, &svc.upstream_id) {
+                (Some(up), _) => {
+                    let src = v.get("upstream").cloned().unwrap_or_default();
+                    Some(
+                        b.upstream(format!("services/{id}"), up, &src)
+                            .map_err(&ctx)?,
+                    )
+                }
+                (None, Some(uid)) => Some(find_upstream("", uid).map_err(&ctx)?),
+                (None, None) => None,
+            };
+            let plugins = svc.plugins.unwrap_or_default();
+            b.plugins(&plugins).map_err(&ctx)?;
+            services.insert(id.clone(), ServiceParts { upstream, plugins });
+        }
+
+        let mut plugin_configs = HashMap::new();
+        for (id, v) in config.objects(ResourceKind::PluginConfigs) {
+            let ctx = in_resource(ResourceKind::PluginConfigs, id);
+            let pc: PluginConfig = parse_resource(v).map_err(&ctx)?;
+            b.plugins(&pc.plugins).map_err(&ctx)?;
+            plugin_configs.insert(id.clone(), pc.plugins);
+        }
+
+        let mut global_plugins = Plugins::new();
+        for (id, v) in config.objects(ResourceKind::GlobalRules) {
+            let ctx = in_resource(ResourceKind::GlobalRules, id);
+            let rule: GlobalRule = parse_resource(v).map_err(&ctx)?;
+            b.plugins(&rule.plugins).map_err(&ctx)?;
+            global_plugins.extend(rule.plugins);
+        }
+
+        for (id, v) in config.objects(ResourceKind::Consumers) {
+            let ctx = in_resource(ResourceKind::Consumers, id);
+            let c: Consumer = parse_resource(v).map_err(&ctx)?;
+            c.check().map_err(&ctx)?;
+            b.plugins(c.plugins.as_ref().unwrap_or(&Plugins::new()))
+                .map_err(&ctx)?;
+        }
+
+        let mut specs = Vec::new();
+        for (id, v) in config.objects(ResourceKind::Routes) {
+            let ctx = in_resource(ResourceKind::Routes, id);
+            let route: Route = parse_resource(v).map_err(&ctx)?;
+            route.check().map_err(&ctx)?;
+            let service = match &route.service_id {
+                Some(sid) => Some(services.get(sid).ok_or_else(|| {
+                    ctx(ConfigError::new(format!(
+                        "service_id: service {sid:?} not found"
+                    )))
+                })?),
+                None => None,
+            };
+            let upstream = match (&route.upstream, &route.upstream_id) {
+                (Some(up), _) => {
+                    let src = v.get("upstream").cloned().unwrap_or_default();
+                    Some(b.upstream(format!("routes/{id}"), up, &src).map_err(&ctx)?)
+                }
+                (None, Some(uid)) => Some(find_upstream("", uid).map_err(&ctx)?),
+                (None, None) => service.and_then(|s| s.upstream.clone()),
+            };
+            let mut plugins = service.map(|s| s.plugins.clone()).unwrap_or_default();
+            if let Some(pcid) = &route.plugin_config_id {
+                let pc = plugin_configs.get(pcid).ok_or_else(|| {
+                    ctx(ConfigError::new(format!(
+                        "plugin_config_id: plugin config {pcid:?} not found"
+                    )))
+                })?;
+                plugins.extend(pc.clone());
+            }
+            let own = route.plugins.clone().unwrap_or_default();
+            b.plugins(&own).map_err(&ctx)?;
+            plugins.extend(own);
+            if upstream.is_none() && plugins.is_empty() {
+                return Err(ctx(ConfigError::new(
+                    "upstream: a route needs `upstream`, `upstream_id` or a `service_id` whose service has an upstream",
+                )));
+            }
+            let base = upstream.as_ref().map(|u| u.timeouts).unwrap_or_default();
+            let entry = Arc::new(RouteEntry {
+                id: id.clone(),
+                service_id: route.service_id.clone(),
+                timeouts: base.overridden_by(route.timeout.as_ref()),
+                upstream,
+                plugins,
+            });
+            if !route.enabled() {
+                continue;
+            }
+            let mut hosts = route.all_hosts();
+            if hosts.is_empty() {
+                if let Some(svc_hosts) = route
+                    .service_id
+                    .as_ref()
+                    .and_then(|sid| config.get(ResourceKind::Services, sid))
+                    .and_then(|s| s.get("hosts"))
+                    .and_then(|h| h.as_array())
+                {
+                    hosts = svc_hosts
+                        .iter()
+                        .filter_map(|h| h.as_str().map(str::to_string))
+                        .collect();
+                }
+            }
+            let methods = route
+                .methods
+                .iter()
+                .flatten()
+                .filter_map(|m| http::Method::from_bytes(m.as_bytes()).ok())
+                .collect();
+            specs.push(RouteSpec {
+                id: id.clone(),
+                uris: route.all_uris(),
+                methods,
+                hosts,
+                remote_addrs: route.all_remote_addrs(),
+                vars: route.vars.clone(),
+                priority: route.priority.unwrap_or(0),
+                target: entry,
+            });
+        }
+        let router = Router::build(specs).map_err(|e| ConfigError::new(e.to_string()))?;
+        Ok(Snapshot {
+            config,
+            router,
+            upstreams: b.upstreams,
+            global_plugins,
+        })
+    }
+}

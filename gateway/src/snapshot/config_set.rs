@@ -1,0 +1,111 @@
+//! Every stored object, grouped by kind: the input from which a snapshot is built.
+//!
+//! Values are `Arc`ed so that copying the set for a candidate write costs pointer copies, not JSON.
+
+use crate::config::ResourceKind;
+use crate::store::StoredObject;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub type Objects = BTreeMap<String, Arc<Value>>;
+
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSet {
+    by_kind: BTreeMap<ResourceKind, Objects>,
+}
+
+/// Reads an id-valued field that APISIX allows as string or number.
+fn id_field(v: &Value, field: &str) -> Option<String> {
+    match v.get(field)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+impl ConfigSet {
+    pub fn from_objects(objects: Vec<StoredObject>) -> Self {
+        let mut set = ConfigSet::default();
+        for o in objects {
+            set.put(o.kind, o.id, o.value);
+        }
+        set
+    }
+
+    pub fn get(&self, kind: ResourceKind, id: &str) -> Option<&Arc<Value>> {
+        self.by_kind.get(&kind)?.get(id)
+    }
+
+    pub fn objects(&self, kind: ResourceKind) -> impl Iterator<Item = (&String, &Arc<Value>)> {
+        self.by_kind.get(&kind).into_iter().flatten()
+    }
+
+    pub fn count(&self, kind: ResourceKind) -> usize {
+        self.by_kind.get(&kind).map_or(0, BTreeMap::len)
+    }
+
+    pub fn put(&mut self, kind: ResourceKind, id: String, value: Value) {
+        self.by_kind
+            .entry(kind)
+            .or_default()
+            .insert(id, Arc::new(value));
+    }
+
+    pub fn remove(&mut self, kind: ResourceKind, id: &str) -> Option<Arc<Value>> {
+        self.by_kind.get_mut(&kind)?.remove(id)
+    }
+
+    /// Objects that point at (`kind`, `id`) and would dangle if it were deleted.
+    pub fn referrers(&self, kind: ResourceKind, id: &str) -> Vec<(ResourceKind, String)> {
+        let fields: &[(ResourceKind, &str)] = match kind {
+            ResourceKind::Upstreams => &[
+                (ResourceKind::Routes, "upstream_id"),
+                (ResourceKind::Services, "upstream_id"),
+            ],
+            ResourceKind::Services => &[(ResourceKind::Routes, "service_id")],
+            ResourceKind::PluginConfigs => &[(ResourceKind::Routes, "plugin_config_id")],
+            _ => &[],
+        };
+        let mut out = Vec::new();
+        for (referrer, field) in fields {
+            for (rid, v) in self.objects(*referrer) {
+                if id_field(v, field).as_deref() == Some(id) {
+                    out.push((*referrer, rid.clone()));
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn referrers_find_numeric_and_string_ids() {
+        let mut set = ConfigSet::default();
+        set.put(ResourceKind::Upstreams, "1".into(), json!({}));
+        set.put(ResourceKind::Routes, "a".into(), json!({"upstream_id": 1}));
+        set.put(
+            ResourceKind::Services,
+            "s".into(),
+            json!({"upstream_id": "1"}),
+        );
+        set.put(
+            ResourceKind::Routes,
+            "b".into(),
+            json!({"upstream_id": "2"}),
+        );
+        let refs = set.referrers(ResourceKind::Upstreams, "1");
+        assert_eq!(
+            refs,
+            vec![
+                (ResourceKind::Routes, "a".to_string()),
+                (ResourceKind::Services, "s".to_string())
+            ]
+        );
+    }
+}

@@ -1,0 +1,59 @@
+//! Where configuration lives between restarts.
+//!
+//! The gateway talks to a [`ConfigStore`] only: sled is the default (one binary, no other service),
+//! and an etcd backend plugs in behind the same trait for clusters. Keys are APISIX's etcd keys
+//! (`/apisix/routes/1`) so that the admin API's `key` field and an etcd-backed deployment agree.
+
+mod sled_store;
+
+pub use sled_store::SledStore;
+
+use crate::config::ResourceKind;
+use async_trait::async_trait;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store backend: {0}")]
+    Backend(String),
+    #[error("stored object {key} is not valid JSON: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+/// One object as stored: the exact JSON a user wrote, plus the bookkeeping fields.
+#[derive(Debug, Clone)]
+pub struct StoredObject {
+    pub kind: ResourceKind,
+    pub id: String,
+    pub value: serde_json::Value,
+}
+
+/// A change to apply; a list of them is applied all-or-nothing.
+#[derive(Debug, Clone)]
+pub enum StoreOp {
+    Put {
+        kind: ResourceKind,
+        id: String,
+        value: serde_json::Value,
+    },
+    Delete {
+        kind: ResourceKind,
+        id: String,
+    },
+}
+
+#[async_trait]
+pub trait ConfigStore: Send + Sync + 'static {
+    /// Every stored resource, in key order; used at start-up to rebuild the live snapshot.
+    async fn load_all(&self) -> Result<Vec<StoredObject>, StoreError>;
+    /// Applies `ops` atomically and returns only once they are durable.
+    async fn apply(&self, ops: Vec<StoreOp>) -> Result<(), StoreError>;
+    /// Makes everything written so far durable (called on shutdown).
+    async fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// Splits a store key back into its kind and id; `None` for keys of other subsystems.
+pub fn parse_key(key: &str) -> Option<(ResourceKind, &str)> {
+    let rest = key.strip_prefix("/apisix/")?;
+    let (segment, id) = rest.split_once('/')?;
+    Some((ResourceKind::from_segment(segment)?, id))
+}

@@ -1,0 +1,13 @@
+//! Everything about reaching an upstream: the per-upstream runtime built from config (balancer, timeouts,
+//! retry policy, host rewriting), name resolution, and the keepalive connection pool.
+//!
+//! A runtime is built once per upstream config version and shared by every request (and every snapshot
+//! that did not change it), so balancer state and pooled connections survive unrelated config writes.
+
+mod dns;
+mod pool;
+mod runtime;
+
+pub use dns::Dns;
+pub use pool::{ConnPool, ConnectError, PoolSettings, PooledConn};
+pub use runtime::{HashOn, Timeouts, UpstreamRuntime};

@@ -1,0 +1,161 @@
+//! The live form of one upstream config: parsed once when the snapshot is built, then only read.
+
+use super::pool::{ConnPool, PoolSettings};
+use crate::balancer::{Balancer, Kind, NodeSpec};
+use crate::config::{ConfigError, NodeEntry, PassHost, Timeout, Upstream};
+use crate::proxy::UpstreamRequestBody;
+use http::HeaderValue;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// APISIX's default for each of connect, send and read.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// Longest pause while streaming the request body to the upstream.
+    pub send: Duration,
+    /// Longest wait for the response head after the request was sent, and longest pause between
+    /// response body chunks.
+    pub read: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: DEFAULT_TIMEOUT,
+            send: DEFAULT_TIMEOUT,
+            read: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+impl Timeouts {
+    /// Fields set in `t` replace ours (route timeouts override the upstream's, as in APISIX).
+    pub fn overridden_by(self, t: Option<&Timeout>) -> Timeouts {
+        let secs = |v: Option<f64>, d: Duration| v.map(Duration::from_secs_f64).unwrap_or(d);
+        match t {
+            None => self,
+            Some(t) => Timeouts {
+                connect: secs(t.connect, self.connect),
+                send: secs(t.send, self.send),
+                read: secs(t.read, self.read),
+            },
+        }
+    }
+}
+
+/// What the `chash` balancer hashes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashOn {
+    /// A request variable such as `remote_addr`, `uri` or `arg_user`.
+    Vars(String),
+    Header(String),
+    Cookie(String),
+    Consumer,
+    /// A template like `$host$uri` mixing several variables.
+    VarsCombinations(String),
+}
+
+pub struct UpstreamRuntime {
+    /// Where it came from (`upstreams/1`, `routes/7`), for logs.
+    pub name: String,
+    /// The JSON it was built from; a new snapshot reuses this runtime when the JSON is unchanged.
+    pub source: serde_json::Value,
+    pub nodes: Vec<NodeEntry>,
+    pub balancer: Balancer,
+    pub hash_on: Option<HashOn>,
+    /// Further nodes tried after a failed connect.
+    pub retries: usize,
+    pub retry_timeout: Option<Duration>,
+    pub timeouts: Timeouts,
+    pub pass_host: PassHost,
+    pub upstream_host: Option<HeaderValue>,
+    pub pool: Arc<ConnPool<UpstreamRequestBody>>,
+}
+
+impl UpstreamRuntime {
+    pub fn build(
+        name: String,
+        up: &Upstream,
+        source: serde_json::Value,
+    ) -> Result<Self, ConfigError> {
+        up.check()?;
+        let nodes = up.parsed_nodes()?;
+        let kind = match up.balancer_type() {
+            "chash" => Kind::Chash,
+            "least_conn" => Kind::LeastConn,
+            "ewma" => Kind::Ewma,
+            _ => Kind::RoundRobin,
+        };
+        let specs = nodes
+            .iter()
+            .map(|n| NodeSpec {
+                addr: n.authority(),
+                weight: n.weight,
+                priority: n.priority,
+            })
+            .collect();
+        let balancer =
+            Balancer::new(kind, specs).map_err(|e| ConfigError::new(format!("nodes: {e}")))?;
+        let hash_on = (kind == Kind::Chash).then(|| {
+            let key = up.key.clone().unwrap_or_default();
+            match up.hash_on.as_deref().unwrap_or("vars") {
+                "header" => HashOn::Header(key),
+                "cookie" => HashOn::Cookie(key),
+                "consumer" => HashOn::Consumer,
+                "vars_combinations" => HashOn::VarsCombinations(key),
+                _ => HashOn::Vars(key),
+            }
+        });
+        let upstream_host = match &up.upstream_host {
+            Some(h) => Some(HeaderValue::from_str(h).map_err(|_| {
+                ConfigError::new(format!("upstream_host: {h:?} is not a valid Host header"))
+            })?),
+            None => None,
+        };
+        let defaults = PoolSettings::default();
+        let pool = up
+            .keepalive_pool
+            .as_ref()
+            .map_or(defaults, |p| PoolSettings {
+                size: p.size.map_or(defaults.size, |s| s as usize),
+                idle_timeout: p
+                    .idle_timeout
+                    .map_or(defaults.idle_timeout, Duration::from_secs_f64),
+                max_requests: p.requests.unwrap_or(defaults.max_requests),
+            });
+        let retries = match up.retries {
+            Some(r) => r as usize,
+            // APISIX: by default retry over every other node once.
+            None => nodes.len().saturating_sub(1),
+        };
+        Ok(UpstreamRuntime {
+            name,
+            source,
+            retries,
+            retry_timeout: up
+                .retry_timeout
+                .filter(|t| *t > 0.0)
+                .map(Duration::from_secs_f64),
+            timeouts: Timeouts::default().overridden_by(up.timeout.as_ref()),
+            pass_host: up.pass_host()?,
+            upstream_host,
+            hash_on,
+            balancer,
+            nodes,
+            pool: ConnPool::new(pool),
+        })
+    }
+
+    /// The source JSON without bookkeeping fields, so a re-PUT of identical content keeps the runtime.
+    pub fn comparable(value: &serde_json::Value) -> serde_json::Value {
+        let mut v = value.clone();
+        if let Some(obj) = v.as_object_mut() {
+            obj.remove("create_time");
+            obj.remove("update_time");
+        }
+        v
+    }
+}
