@@ -27,10 +27,13 @@ pub fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let settings = args.resolve()?;
-            crate::logging::init(settings.log_format, &settings.log_level)?;
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
+            let _log_guard = crate::logging::init(settings.log_format, &settings.log_level)?;
+            let mut runtime = tokio::runtime::Builder::new_multi_thread();
+            runtime.enable_all();
+            if let Some(n) = settings.workers {
+                runtime.worker_threads(n);
+            }
+            let runtime = runtime.build()?;
             runtime.block_on(crate::server::run(settings))
         }
     }

@@ -58,6 +58,9 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT [default: 30]
     #[arg(long, env = "SLUICE_SHUTDOWN_TIMEOUT", value_name = "SECS")]
     pub shutdown_timeout: Option<f64>,
+    /// Worker threads serving requests [default: one per CPU the process may run on]
+    #[arg(long, env = "SLUICE_WORKERS", value_name = "N")]
+    pub workers: Option<usize>,
 }
 
 /// The config file: the same names as the flags.
@@ -74,6 +77,7 @@ struct FileSettings {
     log_format: Option<LogFormat>,
     log_level: Option<String>,
     shutdown_timeout: Option<f64>,
+    workers: Option<usize>,
 }
 
 /// Fully resolved settings.
@@ -89,6 +93,7 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub log_level: String,
     pub shutdown_timeout: Duration,
+    pub workers: Option<usize>,
 }
 
 fn addr(s: &str) -> SocketAddr {
@@ -150,6 +155,7 @@ impl ServeArgs {
                 .or(file.log_level)
                 .unwrap_or_else(|| "info".to_string()),
             shutdown_timeout: Duration::from_secs_f64(shutdown),
+            workers: self.workers.or(file.workers).filter(|n| *n > 0),
         })
     }
 }

@@ -143,8 +143,8 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
     );
     // Upstreams get origin-form HTTP/1.1 whatever the client spoke.
     parts.version = http::Version::HTTP_11;
-    if let Some(pq) = parts.uri.path_and_query() {
-        if let Ok(uri) = pq.as_str().parse() {
+    if parts.uri.authority().is_some() {
+        if let Some(Ok(uri)) = parts.uri.path_and_query().map(|pq| pq.as_str().parse()) {
             parts.uri = uri;
         }
     }
