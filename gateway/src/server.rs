@@ -132,7 +132,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
-    let mut proxy_stop = stop_rx.clone();
+    // Created once: a signal future made anew on each pass could miss a signal that lands between passes.
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
     loop {
         tokio::select! {
             accepted = proxy_listener.accept() => {
@@ -161,8 +163,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                     }
                 });
             }
-            () = shutdown_signal() => break,
-            _ = proxy_stop.changed() => break,
+            () = &mut signal => break,
         }
     }
 

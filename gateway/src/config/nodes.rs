@@ -139,9 +139,11 @@ pub fn parse_nodes(v: &Value, default_port: u16) -> Result<Vec<NodeEntry>, Confi
                 });
             }
         }
-        other => return Err(ConfigError::new(format!(
+        other => {
+            return Err(ConfigError::new(format!(
             "nodes: expected an object {{\"host:port\": weight}} or a list of nodes, got {other}"
-        ))),
+        )))
+        }
     }
     Ok(out)
 }

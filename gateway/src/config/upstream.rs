@@ -90,9 +90,11 @@ impl Upstream {
     pub fn check(&self) -> Result<(), ConfigError> {
         match self.balancer_type() {
             "roundrobin" | "chash" | "least_conn" | "ewma" => {}
-            other => return Err(ConfigError::new(format!(
+            other => {
+                return Err(ConfigError::new(format!(
                 "type: {other:?} is not one of \"roundrobin\", \"chash\", \"least_conn\", \"ewma\""
-            ))),
+            )))
+            }
         }
         let nodes = self.parsed_nodes()?;
         if nodes.is_empty() {
@@ -105,9 +107,16 @@ impl Upstream {
         }
         if self.balancer_type() == "chash" {
             match self.hash_on.as_deref().unwrap_or("vars") {
-                "vars" | "header" | "cookie" | "vars_combinations" => {
-                    if self.key.as_deref().unwrap_or("").is_empty() {
+                on @ ("vars" | "header" | "cookie" | "vars_combinations") => {
+                    let key = self.key.as_deref().unwrap_or("");
+                    if key.is_empty() {
                         return Err(ConfigError::new("key: required when type is \"chash\""));
+                    }
+                    let token = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+                    if matches!(on, "header" | "cookie" | "vars") && !key.chars().all(token) {
+                        return Err(ConfigError::new(format!(
+                            "key: {key:?} is not a valid {on} name"
+                        )));
                     }
                 }
                 "consumer" => {}
@@ -156,6 +165,9 @@ impl Upstream {
                         "keepalive_pool.idle_timeout: must be a number of seconds >= 0",
                     ));
                 }
+            }
+            if pool.size == Some(0) {
+                return Err(ConfigError::new("keepalive_pool.size: must be at least 1"));
             }
             if pool.requests == Some(0) {
                 return Err(ConfigError::new(

@@ -8,6 +8,8 @@ use http::{header, HeaderValue, Response, StatusCode};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProxyError {
+    /// The path climbs above `/` or cannot be represented after normalisation.
+    BadPath,
     RouteNotFound,
     /// The route has no upstream and no plugin answered.
     NoUpstream,
@@ -22,6 +24,7 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
+            ProxyError::BadPath => StatusCode::BAD_REQUEST,
             ProxyError::RouteNotFound => StatusCode::NOT_FOUND,
             ProxyError::NoUpstream => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamUnreachable | ProxyError::UpstreamFailed => StatusCode::BAD_GATEWAY,
@@ -31,6 +34,7 @@ impl ProxyError {
 
     pub fn message(&self) -> &'static str {
         match self {
+            ProxyError::BadPath => "400 Bad Request: invalid path",
             ProxyError::RouteNotFound => "404 Route Not Found",
             ProxyError::NoUpstream => "503 Service Unavailable: the route has no upstream",
             ProxyError::UpstreamUnreachable => "502 Bad Gateway: no upstream node could be reached",

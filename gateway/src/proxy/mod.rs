@@ -9,6 +9,7 @@ mod body;
 mod error;
 mod forward;
 mod headers;
+mod path;
 mod vars;
 
 pub use body::{ResponseBody, UpstreamRequestBody};
@@ -100,6 +101,20 @@ fn expand_template(template: &str, vars: &RequestVars<'_>) -> String {
     out
 }
 
+/// Rewrites the URI to its normalised path (query kept), so routing and the upstream see one path.
+fn normalize_path(uri: &mut http::Uri) -> Result<(), path::EscapesRoot> {
+    let normalized = match path::normalize(uri.path())? {
+        std::borrow::Cow::Borrowed(_) => return Ok(()),
+        std::borrow::Cow::Owned(p) => p,
+    };
+    let rebuilt = match uri.query() {
+        Some(q) => format!("{normalized}?{q}"),
+        None => normalized,
+    };
+    *uri = rebuilt.parse().map_err(|_| path::EscapesRoot)?;
+    Ok(())
+}
+
 pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) -> ProxyResponse {
     let started = Instant::now();
     let snapshot = state.live.load();
@@ -114,6 +129,9 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
         upstream: None,
         status: http::StatusCode::OK,
     };
+    if normalize_path(&mut parts.uri).is_err() {
+        return local(ProxyError::BadPath, record);
+    }
 
     let vars = RequestVars {
         parts: &parts,

@@ -1,0 +1,39 @@
+//! `support`: the test DSL for Sluice's integration tests.
+//!
+//! Every test runs the real `sluice` binary against real HTTP servers on `127.0.0.1:0`, so a test reads like the
+//! behaviour it checks:
+//!
+//! ```text
+//! let a = origin("a").start();                                   // a real upstream, records what it receives
+//! let gw = gateway().start().await;                              // the real binary, fresh data dir, ephemeral ports
+//! gw.put_ok("routes", "1", json!({"uri": "/hi", "upstream": upstream(&[&a])})).await;
+//! let r = gw.get("/hi").await;                                   // proxied request
+//! assert_eq!((r.status, r.origin()), (200, Some("a")));
+//! ```
+//!
+//! Recipe for a new test file:
+//! 1. `use support::*;` and `#[tokio::test(flavor = "multi_thread", worker_threads = 2)]`.
+//! 2. Start the origins you need with [`origin`]; each runs on its own background runtime and stops on drop.
+//! 3. Start a gateway with [`gateway`]; it is killed on drop, and its log tail is printed when the test panics.
+//! 4. Configure it through [`Gateway::admin`] / [`Gateway::put_ok`], then send traffic with [`Gateway::get`],
+//!    [`Gateway::request`] + [`send`], or your own [`client`]/[`h2c_client`].
+//!
+//! The binary is found at `$SLUICE_BIN`, else `<target dir>/debug/sluice`; build it first with
+//! `cargo build -p sluice --bins`.
+
+mod admin;
+mod client;
+mod gateway;
+mod origin;
+mod pattern;
+mod util;
+
+pub use admin::{Admin, Reply};
+pub use client::{client, h2c_client, send, try_send, Resp};
+pub use gateway::{gateway, parse_listening, sluice_bin, Gateway, GatewayBuilder};
+pub use origin::{origin, Origin, OriginBuilder, Record};
+pub use pattern::{pattern_stream, PatternCheck, PATTERN_PERIOD};
+pub use util::{blackhole, closed_port, eventually, nodes, upstream, Blackhole};
+
+pub use serde_json::{json, Value};
+pub use std::time::{Duration, Instant};
