@@ -4,18 +4,22 @@
 //! [`server`] (listeners) → [`proxy`] (the request path) → [`router`] (which route) →
 //! [`upstream`] + [`balancer`] (which node, pooled connection) → back through [`proxy`] → access log.
 //! Configuration enters through [`admin`], is typed by [`config`], persisted by [`store`] and compiled
-//! into the immutable [`snapshot`] the request path reads.
+//! into the immutable [`snapshot`] the request path reads. [`tls`] terminates HTTPS (certificates from `ssls`)
+//! and originates TLS to `https` upstreams.
 
 pub mod admin;
 pub mod balancer;
 pub mod catalog;
+pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod logging;
+pub mod plugin;
 pub mod proxy;
 pub mod router;
 pub mod server;
 pub mod settings;
 pub mod snapshot;
 pub mod store;
+pub mod tls;
 pub mod upstream;

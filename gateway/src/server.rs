@@ -5,11 +5,13 @@
 //! then flush the store so nothing acknowledged is lost.
 
 use crate::admin::{self, AdminKey, AdminState};
-use crate::catalog::{EmptyCatalog, PluginCatalog};
+use crate::catalog::Catalog;
+use crate::plugin::{ArtifactCache, HostConfig, HostServices, PluginEngine, PluginRegistry};
 use crate::proxy::{self, Conn, ProxyState};
 use crate::settings::Settings;
 use crate::snapshot::{ConfigSet, Live, Snapshot};
 use crate::store::{ConfigStore, SledStore};
+use crate::tls::TlsAcceptor;
 use crate::upstream::Dns;
 use anyhow::Context;
 use hyper::service::service_fn;
@@ -35,14 +37,17 @@ async fn bind(name: &'static str, addr: SocketAddr) -> anyhow::Result<TcpListene
     Ok(listener)
 }
 
-fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn ConfigStore>> {
+type Stores = (Arc<dyn ConfigStore>, Arc<dyn ArtifactCache>);
+
+fn open_store(settings: &Settings) -> anyhow::Result<Stores> {
     match settings.config_store.as_str() {
         "sled" => {
             std::fs::create_dir_all(&settings.data_dir)
                 .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
-            Ok(Arc::new(SledStore::open(&settings.data_dir).with_context(
-                || format!("opening the store in {}", settings.data_dir.display()),
-            )?))
+            let store = SledStore::open(&settings.data_dir)
+                .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?;
+            let artifacts = Arc::new(store.artifact_cache());
+            Ok((Arc::new(store), artifacts))
         }
         other if other.starts_with("etcd://") => {
             anyhow::bail!("--config-store {other}: the etcd backend is not part of this build yet; use `sled`")
@@ -51,6 +56,41 @@ fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn ConfigStore>> {
             anyhow::bail!("--config-store {other:?}: expected `sled` or `etcd://host:port/prefix`")
         }
     }
+}
+
+/// Starts the plugin engine and loads every stored plugin binary (from the compiled-artifact cache when
+/// it holds this engine's build of it, so a restart does not recompile).
+async fn load_plugins(
+    store: &dyn ConfigStore,
+    artifacts: Arc<dyn ArtifactCache>,
+) -> anyhow::Result<Catalog> {
+    let engine = PluginEngine::new(HostConfig::default(), HostServices::local())
+        .map_err(|e| anyhow::anyhow!("starting the plugin engine: {e}"))?;
+    let registry = Arc::new(PluginRegistry::new(engine, artifacts));
+    for (name, bytes) in store
+        .load_plugins()
+        .await
+        .context("loading stored plugins")?
+    {
+        let reg = Arc::clone(&registry);
+        let n = name.clone();
+        let loaded = tokio::task::spawn_blocking(move || reg.load(&n, &bytes)).await?;
+        match loaded {
+            Ok(p) => tracing::info!(
+                plugin = %name,
+                sha256 = %p.sha256(),
+                from_cache = p.loaded_from_cache(),
+                load_ms = p.load_time().as_secs_f64() * 1000.0,
+                "wasm plugin loaded"
+            ),
+            Err(e) => {
+                tracing::error!(plugin = %name, error = %e, "stored wasm plugin failed to load")
+            }
+        }
+    }
+    let registry = Arc::try_unwrap(registry)
+        .map_err(|_| anyhow::anyhow!("plugin registry still shared after loading"))?;
+    Ok(Catalog::new(registry))
 }
 
 async fn shutdown_signal() {
@@ -72,11 +112,11 @@ async fn shutdown_signal() {
 }
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let store = open_store(&settings)?;
-    let catalog: Arc<dyn PluginCatalog> = Arc::new(EmptyCatalog);
+    let (store, artifacts) = open_store(&settings)?;
+    let catalog = Arc::new(load_plugins(store.as_ref(), artifacts).await?);
     let objects = store.load_all().await.context("loading stored config")?;
     let count = objects.len();
-    let snapshot = Snapshot::build(ConfigSet::from_objects(objects), None, catalog.as_ref())
+    let snapshot = Snapshot::build(ConfigSet::from_objects(objects), None, &catalog)
         .context("the stored configuration does not validate")?;
     tracing::info!(objects = count, "configuration loaded");
     let live = Arc::new(Live::new(snapshot));
@@ -95,10 +135,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let proxy_listener = bind("http", settings.listen).await?;
     let admin_listener = bind("admin", settings.admin_listen).await?;
-    tracing::info!(
-        addr = %settings.tls_listen,
-        "https listener not started: TLS termination is not part of this build yet"
-    );
+    let tls_listener = bind("https", settings.tls_listen).await?;
+    let tls_acceptor = Arc::new(TlsAcceptor::new(Arc::clone(&live))?);
     tracing::info!(
         addr = %settings.metrics_listen,
         "metrics listener not started: Prometheus metrics are not part of this build yet"
@@ -123,7 +161,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     });
 
     let state = Arc::new(ProxyState {
-        live,
+        live: Arc::clone(&live),
         dns: Dns::from_system(),
     });
     let graceful = GracefulShutdown::new();
@@ -132,6 +170,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
+    // The HTTPS listener serves with the same settings; its connections start on their own tasks, after the
+    // handshake, so they get a shared copy.
+    let tls_builder = Arc::new(builder.clone());
     // Created once: a signal future made anew on each pass could miss a signal that lands between passes.
     let signal = shutdown_signal();
     tokio::pin!(signal);
@@ -163,12 +204,48 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                     }
                 });
             }
+            accepted = tls_listener.accept() => {
+                let (stream, client) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let local = stream.local_addr().unwrap_or(settings.tls_listen);
+                let conn = Conn { client, local, scheme: "https" };
+                let state = Arc::clone(&state);
+                let acceptor = Arc::clone(&tls_acceptor);
+                let builder = Arc::clone(&tls_builder);
+                let watcher = graceful.watcher();
+                // The handshake runs on the connection's own task so a slow client never stalls accepting.
+                tokio::spawn(async move {
+                    let stream = match acceptor.accept(stream).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::debug!(%client, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                    };
+                    let svc = service_fn(move |req| {
+                        let state = Arc::clone(&state);
+                        async move { Ok::<_, Infallible>(proxy::handle(state, conn, req).await) }
+                    });
+                    let connection = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                    if let Err(e) = watcher.watch(connection).await {
+                        tracing::debug!(error = %e, "client connection ended with error");
+                    }
+                });
+            }
             () = &mut signal => break,
         }
     }
 
     tracing::info!("shutting down: no new connections; draining in-flight requests");
     drop(proxy_listener);
+    drop(tls_listener);
     let _ = stop_tx.send(true);
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections drained"),

@@ -63,7 +63,7 @@ pub fn gateway() -> GatewayBuilder {
         envs: Vec::new(),
         key: KeyMode::Flag("sluice-test-key-0123456789".into()),
         bare: false,
-        required: vec!["http".into(), "admin".into()],
+        required: vec!["http".into(), "admin".into(), "https".into()],
     }
 }
 
@@ -374,6 +374,10 @@ impl Gateway {
     /// Address of the HTTP proxy listener.
     pub fn http_addr(&self) -> SocketAddr {
         self.listeners["http"]
+    }
+    /// Address of the HTTPS proxy listener.
+    pub fn https_addr(&self) -> SocketAddr {
+        self.listeners["https"]
     }
     /// Address of the admin listener.
     pub fn admin_addr(&self) -> SocketAddr {

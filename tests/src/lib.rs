@@ -17,6 +17,8 @@
 //! 3. Start a gateway with [`gateway`]; it is killed on drop, and its log tail is printed when the test panics.
 //! 4. Configure it through [`Gateway::admin`] / [`Gateway::put_ok`], then send traffic with [`Gateway::get`],
 //!    [`Gateway::request`] + [`send`], or your own [`client`]/[`h2c_client`].
+//! 5. For HTTPS, see [`tls`]: certificates made with rcgen, [`tls::TlsClient`] against [`Gateway::https_addr`],
+//!    and [`OriginBuilder::tls`] for an HTTPS upstream.
 //!
 //! The binary is found at `$SLUICE_BIN`, else `<target dir>/debug/sluice`; build it first with
 //! `cargo build -p sluice --bins`.
@@ -26,6 +28,8 @@ mod client;
 mod gateway;
 mod origin;
 mod pattern;
+mod plugins;
+pub mod tls;
 mod util;
 
 pub use admin::{Admin, Reply};
@@ -33,6 +37,7 @@ pub use client::{client, h2c_client, send, try_send, Resp};
 pub use gateway::{gateway, parse_listening, sluice_bin, Gateway, GatewayBuilder};
 pub use origin::{origin, Origin, OriginBuilder, Record};
 pub use pattern::{pattern_stream, PatternCheck, PATTERN_PERIOD};
+pub use plugins::plugin_wasm;
 pub use util::{blackhole, closed_port, eventually, nodes, upstream, Blackhole};
 
 pub use serde_json::{json, Value};

@@ -14,6 +14,9 @@
 //! Request bodies are consumed as a stream: only their length and whether they match the pattern are kept.
 //! The server runs on a shared background runtime, so it keeps serving whatever the test's own runtime does,
 //! and it stops (listener and every connection) when the [`Origin`] is dropped.
+//!
+//! [`OriginBuilder::tls`] makes it an HTTPS origin (for `scheme: "https"` upstreams); [`Origin::sni`] then tells
+//! which server names clients asked for.
 
 use crate::pattern::{pattern_stream, PatternCheck};
 use bytes::Bytes;
@@ -54,6 +57,7 @@ pub fn origin(name: &str) -> OriginBuilder {
         headers: Vec::new(),
         keep_alive: true,
         idle_close: None,
+        tls: None,
     }
 }
 
@@ -65,9 +69,20 @@ pub struct OriginBuilder {
     headers: Vec<(String, String)>,
     keep_alive: bool,
     idle_close: Option<Duration>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl OriginBuilder {
+    /// Serve HTTPS with this certificate instead of plain HTTP.
+    pub fn tls(mut self, id: &crate::tls::Issued) -> Self {
+        self.tls = Some(crate::tls::server_config(id, None));
+        self
+    }
+    /// Serve HTTPS with this certificate and require a client certificate issued by `client_ca`.
+    pub fn mtls(mut self, id: &crate::tls::Issued, client_ca: &crate::tls::TestCa) -> Self {
+        self.tls = Some(crate::tls::server_config(id, Some(client_ca)));
+        self
+    }
     /// Answer every request with this fixed body instead of the JSON echo.
     pub fn body(mut self, body: &str) -> Self {
         self.body = Some(Bytes::copy_from_slice(body.as_bytes()));
@@ -116,9 +131,10 @@ impl OriginBuilder {
             connections: AtomicUsize::new(0),
             arrivals: AtomicUsize::new(0),
             active: AtomicUsize::new(0),
+            snis: Mutex::new(Vec::new()),
         });
         let st = state.clone();
-        let (keep_alive, idle_close) = (self.keep_alive, self.idle_close);
+        let (keep_alive, idle_close, tls) = (self.keep_alive, self.idle_close, self.tls);
         let task = background().spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
             let mut conns = tokio::task::JoinSet::new();
@@ -131,6 +147,8 @@ impl OriginBuilder {
                 st.connections.fetch_add(1, Ordering::SeqCst);
                 let conn = next_conn.fetch_add(1, Ordering::SeqCst);
                 let st = st.clone();
+                let tls = tls.clone();
+                let st2 = st.clone();
                 conns.spawn(async move {
                     let svc = service_fn(move |req| handle(st.clone(), conn, req));
                     let mut http = hyper::server::conn::http1::Builder::new();
@@ -139,7 +157,20 @@ impl OriginBuilder {
                         http.timer(hyper_util::rt::TokioTimer::new())
                             .header_read_timeout(d);
                     }
-                    let _ = http.serve_connection(TokioIo::new(tcp), svc).await;
+                    match tls {
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(tcp), svc).await;
+                        }
+                        Some(cfg) => {
+                            let Ok(stream) = tokio_rustls::TlsAcceptor::from(cfg).accept(tcp).await
+                            else {
+                                return;
+                            };
+                            let sni = stream.get_ref().1.server_name().map(str::to_string);
+                            st2.snis.lock().unwrap().push(sni);
+                            let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                    }
                 });
                 while conns.try_join_next().is_some() {}
             }
@@ -163,6 +194,7 @@ struct State {
     connections: AtomicUsize,
     arrivals: AtomicUsize,
     active: AtomicUsize,
+    snis: Mutex<Vec<Option<String>>>,
 }
 
 /// One request as the origin received it.
@@ -228,6 +260,10 @@ impl Origin {
     /// TCP connections accepted so far.
     pub fn connections(&self) -> usize {
         self.state.connections.load(Ordering::SeqCst)
+    }
+    /// The SNI of each completed TLS handshake, in order (`None`: the client sent none).
+    pub fn sni(&self) -> Vec<Option<String>> {
+        self.state.snis.lock().unwrap().clone()
     }
     /// Requests that have started to arrive (headers read), including ones still being handled.
     pub fn arrivals(&self) -> usize {

@@ -9,14 +9,16 @@ mod auth;
 mod error;
 mod handlers;
 mod ids;
+mod wasm_plugins;
 mod write;
 
 pub use auth::{AdminKey, KeySource};
 pub use error::AdminError;
 
-use crate::catalog::PluginCatalog;
+use crate::catalog::Catalog;
 use crate::snapshot::Live;
 use crate::store::ConfigStore;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::Router;
 use std::sync::Arc;
@@ -24,7 +26,7 @@ use std::sync::Arc;
 pub struct AdminState {
     pub store: Arc<dyn ConfigStore>,
     pub live: Arc<Live>,
-    pub catalog: Arc<dyn PluginCatalog>,
+    pub catalog: Arc<Catalog>,
     pub key: AdminKey,
     /// Serialises writes: each builds on the snapshot the previous one produced.
     pub(crate) write_lock: tokio::sync::Mutex<()>,
@@ -35,7 +37,7 @@ impl AdminState {
     pub fn new(
         store: Arc<dyn ConfigStore>,
         live: Arc<Live>,
-        catalog: Arc<dyn PluginCatalog>,
+        catalog: Arc<Catalog>,
         key: AdminKey,
     ) -> Self {
         AdminState {
@@ -53,6 +55,15 @@ impl AdminState {
 pub fn router(state: Arc<AdminState>) -> Router {
     Router::new()
         .route("/apisix/admin/plugins/list", get(handlers::plugin_list))
+        .route("/apisix/admin/wasm_plugins", get(wasm_plugins::list))
+        .route(
+            "/apisix/admin/wasm_plugins/{name}",
+            get(wasm_plugins::describe)
+                .put(wasm_plugins::upload)
+                .delete(wasm_plugins::remove)
+                // Let oversized uploads reach the registry's own size check and its clear message.
+                .layer(DefaultBodyLimit::max(64 << 20)),
+        )
         .route(
             "/apisix/admin/{res}",
             get(handlers::list)

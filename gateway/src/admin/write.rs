@@ -2,15 +2,31 @@
 
 use super::{AdminError, AdminState};
 use crate::config::ResourceKind;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{ConfigSet, Snapshot};
 use crate::store::StoreOp;
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// Builds (and so fully validates) the snapshot `config` would give, off the async workers: plugin
+/// `validate`/`configure` calls and large route sets take real CPU time.
+pub async fn build_candidate(
+    state: &AdminState,
+    config: ConfigSet,
+    current: &Arc<Snapshot>,
+) -> Result<Snapshot, AdminError> {
+    let catalog = Arc::clone(&state.catalog);
+    let previous = Arc::clone(current);
+    tokio::task::spawn_blocking(move || Snapshot::build(config, Some(&previous), &catalog))
+        .await
+        .map_err(|e| AdminError::internal(format!("building the configuration failed: {e}")))?
+        .map_err(|e| AdminError::bad_request(e.to_string()))
 }
 
 pub enum Change {
@@ -78,8 +94,7 @@ pub async fn commit(
             )
         }
     };
-    let next = Snapshot::build(config, Some(&current), state.catalog.as_ref())
-        .map_err(|e| AdminError::bad_request(e.to_string()))?;
+    let next = build_candidate(state, config, &current).await?;
     state
         .store
         .apply(vec![op])

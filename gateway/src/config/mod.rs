@@ -20,7 +20,7 @@ pub use nodes::NodeEntry;
 pub use route::Route;
 pub use service::Service;
 pub use ssl::Ssl;
-pub use upstream::{KeepalivePool, PassHost, Upstream};
+pub use upstream::{KeepalivePool, PassHost, Upstream, UpstreamTls};
 
 use serde::Deserialize;
 

@@ -1,7 +1,8 @@
 //! `ssls`: certificates for the TLS listener, picked by SNI.
 //!
-//! Stored and shape-checked now; parsing the PEM into rustls keys (and refusing a cert that does not
-//! match its key) belongs to the TLS listener, which owns rustls.
+//! A write is checked by compiling the object exactly as the HTTPS listener will ([`crate::tls::compile_ssl`]):
+//! every certificate and key must parse and each key must match its certificate, so nothing stored can fail
+//! later at handshake time.
 
 use super::common::{check_host, opt_id, ConfigError, Labels};
 use serde::Deserialize;
@@ -35,31 +36,8 @@ pub struct Ssl {
     pub update_time: Option<u64>,
 }
 
-fn check_pem(field: &str, text: &str, label: &str) -> Result<(), ConfigError> {
-    if text.contains("-----BEGIN") && text.contains(label) && text.contains("-----END") {
-        Ok(())
-    } else {
-        Err(ConfigError::new(format!(
-            "{field}: expected a PEM block containing {label:?}"
-        )))
-    }
-}
-
 impl Ssl {
     pub fn check(&self) -> Result<(), ConfigError> {
-        check_pem("cert", &self.cert, "CERTIFICATE")?;
-        check_pem("key", &self.key, "PRIVATE KEY")?;
-        let certs = self.certs.as_deref().unwrap_or_default();
-        let keys = self.keys.as_deref().unwrap_or_default();
-        if certs.len() != keys.len() {
-            return Err(ConfigError::new(
-                "certs: `certs` and `keys` must have the same length",
-            ));
-        }
-        for (i, (c, k)) in certs.iter().zip(keys).enumerate() {
-            check_pem(&format!("certs[{i}]"), c, "CERTIFICATE")?;
-            check_pem(&format!("keys[{i}]"), k, "PRIVATE KEY")?;
-        }
         if self.sni.is_some() && self.snis.is_some() {
             return Err(ConfigError::new(
                 "sni: set either `sni` or `snis`, not both",
@@ -79,9 +57,8 @@ impl Ssl {
                 return Err(ConfigError::new("type: must be \"server\" or \"client\""));
             }
         }
-        if let Some(client) = &self.client {
-            check_pem("client.ca", &client.ca, "CERTIFICATE")?;
-        }
+        // Certificates, keys, `client.ca` and `ssl_protocols`, checked by building the listener's config.
+        crate::tls::compile_ssl(self).map_err(|e| ConfigError::new(e.to_string()))?;
         Ok(())
     }
 }

@@ -15,6 +15,28 @@ pub struct KeepalivePool {
     pub requests: Option<u32>,
 }
 
+/// `tls` of an upstream, in APISIX's shape: a client certificate for mTLS and whether to verify the server.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+    #[serde(default, deserialize_with = "opt_id")]
+    pub client_cert_id: Option<String>,
+    /// Verify the upstream's certificate against the system roots. Sluice defaults to `true` (APISIX: `false`).
+    pub verify: Option<bool>,
+}
+
+impl UpstreamTls {
+    pub fn spec(&self) -> crate::tls::UpstreamTlsSpec<'_> {
+        crate::tls::UpstreamTlsSpec {
+            verify: self.verify.unwrap_or(true),
+            client_cert: self.client_cert.as_deref(),
+            client_key: self.client_key.as_deref(),
+        }
+    }
+}
+
 /// How the `Host` header sent upstream is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PassHost {
@@ -48,7 +70,7 @@ pub struct Upstream {
     pub scheme: Option<String>,
     pub pass_host: Option<String>,
     pub upstream_host: Option<String>,
-    pub tls: Option<serde_json::Value>,
+    pub tls: Option<UpstreamTls>,
     pub create_time: Option<u64>,
     pub update_time: Option<u64>,
 }
@@ -128,10 +150,10 @@ impl Upstream {
             }
         }
         match self.scheme() {
-            "http" => {}
-            "https" | "grpc" | "grpcs" => {
+            "http" | "https" => {}
+            "grpc" | "grpcs" => {
                 return Err(ConfigError::new(format!(
-                    "scheme: {:?} upstreams are not supported yet; use \"http\"",
+                    "scheme: {:?} upstreams are not supported yet; use \"http\" or \"https\"",
                     self.scheme()
                 )))
             }
@@ -173,6 +195,17 @@ impl Upstream {
                 return Err(ConfigError::new(
                     "keepalive_pool.requests: must be at least 1",
                 ));
+            }
+        }
+        if let Some(tls) = &self.tls {
+            if tls.client_cert_id.is_some() {
+                return Err(ConfigError::new(
+                    "tls.client_cert_id: not supported yet; give tls.client_cert and tls.client_key",
+                ));
+            }
+            if self.scheme() == "https" {
+                crate::tls::client_config(&tls.spec())
+                    .map_err(|e| ConfigError::new(e.to_string()))?;
             }
         }
         if let Some(checks) = &self.checks {

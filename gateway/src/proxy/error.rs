@@ -19,6 +19,8 @@ pub enum ProxyError {
     UpstreamTimeout,
     /// The upstream broke the exchange (reset, malformed response).
     UpstreamFailed,
+    /// A plugin trapped, overran its deadline or its memory (details are in the log, not the body).
+    PluginFailed,
 }
 
 impl ProxyError {
@@ -29,6 +31,7 @@ impl ProxyError {
             ProxyError::NoUpstream => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamUnreachable | ProxyError::UpstreamFailed => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::PluginFailed => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -42,6 +45,7 @@ impl ProxyError {
             ProxyError::UpstreamTimeout => {
                 "504 Gateway Timeout: the upstream did not answer in time"
             }
+            ProxyError::PluginFailed => "500 Internal Server Error",
         }
     }
 

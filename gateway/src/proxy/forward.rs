@@ -94,7 +94,9 @@ impl Forward<'_> {
             loop {
                 let t0 = Instant::now();
                 up.balancer.on_start(idx);
-                let conn = match connect(&up.pool, addr, self.timeouts.connect, fresh_only).await {
+                let conn = match connect(&up.pool, addr, idx, self.timeouts.connect, fresh_only)
+                    .await
+                {
                     Ok(c) => c,
                     Err(e) => {
                         up.balancer.on_finish(idx, t0.elapsed(), false);
@@ -139,18 +141,21 @@ impl Forward<'_> {
 async fn connect(
     pool: &Arc<ConnPool<UpstreamRequestBody>>,
     addr: SocketAddr,
+    node: usize,
     timeout: Duration,
     fresh_only: bool,
 ) -> Result<PooledConn<UpstreamRequestBody>, ProxyError> {
     if !fresh_only {
-        if let Some(c) = pool.checkout(addr) {
+        if let Some(c) = pool.checkout(addr, node) {
             return Ok(c);
         }
     }
-    pool.connect(addr, timeout).await.map_err(|e| match e {
-        crate::upstream::ConnectError::Timeout(_) => ProxyError::UpstreamTimeout,
-        _ => ProxyError::UpstreamUnreachable,
-    })
+    pool.connect(addr, node, timeout)
+        .await
+        .map_err(|e| match e {
+            crate::upstream::ConnectError::Timeout(_) => ProxyError::UpstreamTimeout,
+            _ => ProxyError::UpstreamUnreachable,
+        })
 }
 
 async fn send(

@@ -10,12 +10,14 @@ mod error;
 mod forward;
 mod headers;
 mod path;
+mod phases;
 mod vars;
 
 pub use body::{ResponseBody, UpstreamRequestBody};
 pub use error::ProxyError;
 pub use vars::RequestVars;
 
+use crate::plugin::Phase;
 use crate::router::VarSource;
 use crate::snapshot::Live;
 use crate::upstream::{Dns, HashOn};
@@ -133,6 +135,7 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
         return local(ProxyError::BadPath, record);
     }
 
+    // router
     let vars = RequestVars {
         parts: &parts,
         client: conn.client,
@@ -147,11 +150,46 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
         return local(ProxyError::RouteNotFound, record);
     };
     record.route_id = Some(route.id.clone());
+
+    // request phases: rewrite, access
+    let chains = phases::Chains {
+        global: Arc::clone(&snapshot.global_chain),
+        route: Arc::clone(&route.chain),
+    };
+    let mut plugin_state = None;
+    if !chains.is_empty() {
+        let mut st = phases::request_state(&mut parts, conn, &route.id);
+        for phase in [Phase::Rewrite, Phase::Access] {
+            match chains.run(phase, &mut st) {
+                Ok(None) => {}
+                Ok(Some(r)) => {
+                    return respond(phases::plugin_response(r), record, Some((chains, st)));
+                }
+                Err(phases::Faulted) => {
+                    return respond(
+                        ProxyError::PluginFailed.to_response(),
+                        record,
+                        Some((chains, st)),
+                    );
+                }
+            }
+        }
+        phases::apply_request(&mut st, &mut parts);
+        plugin_state = Some((chains, st));
+    }
+
+    // upstream
     let Some(upstream) = route.upstream.as_ref() else {
-        return local(ProxyError::NoUpstream, record);
+        return respond(ProxyError::NoUpstream.to_response(), record, plugin_state);
+    };
+    let vars = RequestVars {
+        parts: &parts,
+        client: conn.client,
+        local: conn.local,
+        host: host.as_ref().and_then(host_name),
+        scheme: conn.scheme,
     };
     let key = upstream.hash_on.as_ref().map(|on| hash_key(on, &vars));
-
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::add_forwarded(
         &mut parts.headers,
@@ -166,7 +204,6 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
             parts.uri = uri;
         }
     }
-
     let outcome = forward::Forward {
         upstream,
         dns: &state.dns,
@@ -177,25 +214,57 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
     .run(parts, body)
     .await;
 
-    match outcome {
+    // response phases
+    let resp = match outcome {
         Ok(ex) => {
             record.upstream = Some(ex.node);
-            record.status = ex.response.status();
             let (mut head, body) = ex.response.into_parts();
             headers::strip_hop_by_hop(&mut head.headers);
             let body = ResponseBody::Proxied(IdleTimeout::new(body, route.timeouts.read));
-            Response::from_parts(head, Logged::new(body, record))
+            Response::from_parts(head, body)
         }
         Err(failed) => {
             record.upstream = failed.node;
-            local(failed.error, record)
+            failed.error.to_response()
         }
-    }
+    };
+    respond(resp, record, plugin_state)
 }
 
-fn local(err: ProxyError, mut record: AccessRecord) -> ProxyResponse {
-    let resp = err.to_response();
+/// Finishes a response: `header_filter`, then the access log and the `log` phase when the body is done.
+fn respond(
+    resp: Response<ResponseBody>,
+    mut record: AccessRecord,
+    plugins: Option<(phases::Chains, crate::plugin::RequestState)>,
+) -> ProxyResponse {
+    let (resp, on_done) = match plugins {
+        None => (resp, None),
+        Some((chains, mut st)) => {
+            let resp = if chains.implements(Phase::HeaderFilter) {
+                phases::filter_response(&chains, &mut st, resp)
+                    .unwrap_or_else(|phases::Faulted| ProxyError::PluginFailed.to_response())
+            } else {
+                resp
+            };
+            let on_done: Option<access_log::OnDone> = chains.implements(Phase::Log).then(|| {
+                if st.response.is_none() {
+                    st.response = Some(crate::plugin::ResponseState::new(
+                        resp.status(),
+                        resp.headers().clone(),
+                    ));
+                }
+                Box::new(move || {
+                    let _ = chains.run(Phase::Log, &mut st);
+                }) as access_log::OnDone
+            });
+            (resp, on_done)
+        }
+    };
     record.status = resp.status();
     let (head, body) = resp.into_parts();
-    Response::from_parts(head, Logged::new(body, record))
+    Response::from_parts(head, Logged::new(body, record).on_done(on_done))
+}
+
+fn local(err: ProxyError, record: AccessRecord) -> ProxyResponse {
+    respond(err.to_response(), record, None)
 }

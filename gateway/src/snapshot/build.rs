@@ -1,7 +1,8 @@
 //! Compiling a [`ConfigSet`] into what the request path reads: the router and resolved routes.
 
 use super::config_set::ConfigSet;
-use crate::catalog::PluginCatalog;
+use crate::catalog::Catalog;
+use crate::chain::PluginChain;
 use crate::config::{
     parse_resource, ConfigError, Consumer, GlobalRule, PluginConfig, Plugins, ResourceKind, Route,
     Service, Upstream,
@@ -18,8 +19,9 @@ pub struct RouteEntry {
     /// `None` only for routes whose plugins answer by themselves.
     pub upstream: Option<Arc<UpstreamRuntime>>,
     pub timeouts: Timeouts,
-    /// Route plugins merged over plugin_config and service plugins (route wins per plugin name).
-    pub plugins: Plugins,
+    /// Route plugins merged over plugin_config and service plugins (route wins per plugin name),
+    /// configured and in priority order.
+    pub chain: Arc<PluginChain>,
 }
 
 pub struct Snapshot {
@@ -27,7 +29,8 @@ pub struct Snapshot {
     pub router: Router<Arc<RouteEntry>>,
     /// Runtimes by name (`upstreams/1`, `routes/7`, `services/3`), kept for reuse by the next build.
     upstreams: HashMap<String, Arc<UpstreamRuntime>>,
-    pub global_plugins: Plugins,
+    /// Plugins of every global rule; they run before the route's own in each phase.
+    pub global_chain: Arc<PluginChain>,
 }
 
 fn in_resource(kind: ResourceKind, id: &str) -> impl Fn(ConfigError) -> ConfigError + '_ {
@@ -36,8 +39,11 @@ fn in_resource(kind: ResourceKind, id: &str) -> impl Fn(ConfigError) -> ConfigEr
 
 struct Builder<'a> {
     previous: Option<&'a Snapshot>,
-    catalog: &'a dyn PluginCatalog,
+    catalog: &'a Catalog,
     upstreams: HashMap<String, Arc<UpstreamRuntime>>,
+    /// Chains built only to validate (services, plugin configs, single global rules), kept until the
+    /// build ends so that routes using the same configs reuse them instead of configuring again.
+    validated: Vec<PluginChain>,
 }
 
 impl Builder<'_> {
@@ -60,13 +66,17 @@ impl Builder<'_> {
         Ok(rt)
     }
 
-    fn plugins(&self, plugins: &Plugins) -> Result<(), ConfigError> {
+    /// Validates and configures a `plugins` map into a chain.
+    fn chain(&self, plugins: &Plugins) -> Result<PluginChain, ConfigError> {
+        let mut entries = Vec::with_capacity(plugins.len());
         for (name, conf) in plugins {
-            self.catalog
-                .check(name, conf)
+            let entry = self
+                .catalog
+                .configure(name, conf)
                 .map_err(|e| ConfigError::new(format!("plugins.{name}: {e}")))?;
+            entries.extend(entry);
         }
-        Ok(())
+        Ok(PluginChain::new(entries))
     }
 }
 
@@ -77,7 +87,7 @@ impl Snapshot {
             config: ConfigSet::default(),
             router: Router::build(Vec::new()).unwrap_or_else(|_| unreachable!()),
             upstreams: HashMap::new(),
-            global_plugins: Plugins::new(),
+            global_chain: Arc::default(),
         }
     }
 
@@ -86,12 +96,13 @@ impl Snapshot {
     pub fn build(
         config: ConfigSet,
         previous: Option<&Snapshot>,
-        catalog: &dyn PluginCatalog,
+        catalog: &Catalog,
     ) -> Result<Snapshot, ConfigError> {
         let mut b = Builder {
             previous,
             catalog,
             upstreams: HashMap::new(),
+            validated: Vec::new(),
         };
 
         let mut named = HashMap::new();
@@ -132,7 +143,8 @@ impl Snapshot {
                 (None, None) => None,
             };
             let plugins = svc.plugins.unwrap_or_default();
-            b.plugins(&plugins).map_err(&ctx)?;
+            let chain = b.chain(&plugins).map_err(&ctx)?;
+            b.validated.push(chain);
             services.insert(id.clone(), ServiceParts { upstream, plugins });
         }
 
@@ -140,7 +152,8 @@ impl Snapshot {
         for (id, v) in config.objects(ResourceKind::PluginConfigs) {
             let ctx = in_resource(ResourceKind::PluginConfigs, id);
             let pc: PluginConfig = parse_resource(v).map_err(&ctx)?;
-            b.plugins(&pc.plugins).map_err(&ctx)?;
+            let chain = b.chain(&pc.plugins).map_err(&ctx)?;
+            b.validated.push(chain);
             plugin_configs.insert(id.clone(), pc.plugins);
         }
 
@@ -148,7 +161,8 @@ impl Snapshot {
         for (id, v) in config.objects(ResourceKind::GlobalRules) {
             let ctx = in_resource(ResourceKind::GlobalRules, id);
             let rule: GlobalRule = parse_resource(v).map_err(&ctx)?;
-            b.plugins(&rule.plugins).map_err(&ctx)?;
+            let chain = b.chain(&rule.plugins).map_err(&ctx)?;
+            b.validated.push(chain);
             global_plugins.extend(rule.plugins);
         }
 
@@ -156,8 +170,15 @@ impl Snapshot {
             let ctx = in_resource(ResourceKind::Consumers, id);
             let c: Consumer = parse_resource(v).map_err(&ctx)?;
             c.check().map_err(&ctx)?;
-            b.plugins(c.plugins.as_ref().unwrap_or(&Plugins::new()))
-                .map_err(&ctx)?;
+            // A consumer's plugin entries are credentials read by the auth plugins, not route configs:
+            // only the names are checked here.
+            for name in c.plugins.iter().flat_map(|p| p.keys()) {
+                if !b.catalog.exists(name) {
+                    return Err(ctx(ConfigError::new(format!(
+                        "plugins.{name}: unknown plugin {name:?}"
+                    ))));
+                }
+            }
         }
 
         let mut specs = Vec::new();
@@ -191,8 +212,8 @@ impl Snapshot {
                 plugins.extend(pc.clone());
             }
             let own = route.plugins.clone().unwrap_or_default();
-            b.plugins(&own).map_err(&ctx)?;
             plugins.extend(own);
+            let chain = Arc::new(b.chain(&plugins).map_err(&ctx)?);
             if upstream.is_none() && plugins.is_empty() {
                 return Err(ctx(ConfigError::new(
                     "upstream: a route needs `upstream`, `upstream_id` or a `service_id` whose service has an upstream",
@@ -204,7 +225,7 @@ impl Snapshot {
                 service_id: route.service_id.clone(),
                 timeouts: base.overridden_by(route.timeout.as_ref()),
                 upstream,
-                plugins,
+                chain,
             });
             if !route.enabled() {
                 continue;
@@ -242,11 +263,15 @@ impl Snapshot {
             });
         }
         let router = Router::build(specs).map_err(|e| ConfigError::new(e.to_string()))?;
+        let global_chain = Arc::new(
+            b.chain(&global_plugins)
+                .map_err(|e| ConfigError::new(format!("global rules: {}", e.0)))?,
+        );
         Ok(Snapshot {
             config,
             router,
             upstreams: b.upstreams,
-            global_plugins,
+            global_chain,
         })
     }
 }

@@ -6,7 +6,7 @@
 
 mod sled_store;
 
-pub use sled_store::SledStore;
+pub use sled_store::{SledArtifacts, SledStore};
 
 use crate::config::ResourceKind;
 use async_trait::async_trait;
@@ -49,6 +49,12 @@ pub trait ConfigStore: Send + Sync + 'static {
     async fn apply(&self, ops: Vec<StoreOp>) -> Result<(), StoreError>;
     /// Makes everything written so far durable (called on shutdown).
     async fn flush(&self) -> Result<(), StoreError>;
+
+    /// Every uploaded Wasm plugin binary, by name.
+    async fn load_plugins(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// Stores (or replaces) a plugin binary durably.
+    async fn put_plugin(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError>;
+    async fn delete_plugin(&self, name: &str) -> Result<(), StoreError>;
 }
 
 /// Splits a store key back into its kind and id; `None` for keys of other subsystems.

@@ -1,4 +1,7 @@
 //! The embedded default store: sled under `<data-dir>/config.sled`.
+//!
+//! Trees: the default one holds config objects under their APISIX keys, `wasm_plugins` holds uploaded
+//! component binaries by name, and `artifacts` caches compiled plugin code (see [`SledArtifacts`]).
 
 use super::{parse_key, ConfigStore, StoreError, StoreOp, StoredObject};
 use async_trait::async_trait;
@@ -7,6 +10,27 @@ use std::path::Path;
 
 pub struct SledStore {
     db: sled::Db,
+    plugins: sled::Tree,
+    artifacts: sled::Tree,
+}
+
+/// The compiled-artifact cache over sled, so a restart loads plugins without compiling them.
+/// Only the gateway writes this tree: artifacts are native code that wasmtime trusts.
+pub struct SledArtifacts {
+    tree: sled::Tree,
+}
+
+impl crate::plugin::ArtifactCache for SledArtifacts {
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.tree.get(key).ok().flatten().map(|v| v.to_vec())
+    }
+
+    fn put(&self, key: &str, artifact: &[u8]) -> Result<(), String> {
+        self.tree
+            .insert(key, artifact)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -19,7 +43,19 @@ impl SledStore {
             .path(data_dir.join("config.sled"))
             .open()
             .map_err(backend)?;
-        Ok(SledStore { db })
+        let plugins = db.open_tree("wasm_plugins").map_err(backend)?;
+        let artifacts = db.open_tree("artifacts").map_err(backend)?;
+        Ok(SledStore {
+            db,
+            plugins,
+            artifacts,
+        })
+    }
+
+    pub fn artifact_cache(&self) -> SledArtifacts {
+        SledArtifacts {
+            tree: self.artifacts.clone(),
+        }
     }
 }
 
@@ -78,6 +114,25 @@ impl ConfigStore for SledStore {
     async fn flush(&self) -> Result<(), StoreError> {
         self.db.flush_async().await.map_err(backend)?;
         Ok(())
+    }
+
+    async fn load_plugins(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.plugins.iter() {
+            let (k, v) = item.map_err(backend)?;
+            out.push((String::from_utf8_lossy(&k).into_owned(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    async fn put_plugin(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.plugins.insert(name, bytes).map_err(backend)?;
+        self.flush().await
+    }
+
+    async fn delete_plugin(&self, name: &str) -> Result<(), StoreError> {
+        self.plugins.remove(name).map_err(backend)?;
+        self.flush().await
     }
 }
 

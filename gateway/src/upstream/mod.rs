@@ -9,5 +9,5 @@ mod pool;
 mod runtime;
 
 pub use dns::Dns;
-pub use pool::{ConnPool, ConnectError, PoolSettings, PooledConn};
+pub use pool::{ConnPool, ConnectError, PoolSettings, PoolTls, PooledConn};
 pub use runtime::{HashOn, Timeouts, UpstreamRuntime};

@@ -6,15 +6,24 @@
 //! none of which that client exposes. The shape follows hyper-util's: a connection goes back to the pool
 //! only once hyper reports it ready again, i.e. after the previous response body was fully read, so a
 //! half-read connection is never handed to another request.
+//!
+//! For `scheme: "https"` the pool also runs the TLS handshake ([`PoolTls`]). Idle connections are keyed by
+//! node address *and* node index, so a connection opened with one node's server name (SNI, certificate
+//! identity) is never reused for another node that happens to resolve to the same address; and since a pool
+//! belongs to one upstream runtime, which is rebuilt when `scheme` or `tls` changes, TLS and plain connections
+//! never mix.
 
 use http_body::Body;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -47,6 +56,11 @@ pub enum ConnectError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("TLS handshake with {addr}: {source}")]
+    Tls {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("HTTP handshake with {addr}: {source}")]
     Handshake {
         addr: SocketAddr,
@@ -64,14 +78,27 @@ struct IdleConn<B> {
 pub struct PooledConn<B> {
     pub sender: SendRequest<B>,
     pub addr: SocketAddr,
+    /// Index of the node in the upstream's `nodes`.
+    pub node: usize,
     /// True when the connection carried earlier requests (so a failure may be a stale keepalive race).
     pub reused: bool,
     uses: u32,
 }
 
+/// TLS towards the nodes of one upstream.
+pub struct PoolTls {
+    pub config: Arc<ClientConfig>,
+    /// The server name (SNI and the identity the certificate must show) for each node, by node index.
+    pub names: Vec<ServerName<'static>>,
+}
+
+/// Idle connections are kept per (address, node index): see the module docs.
+type PoolKey = (SocketAddr, usize);
+
 pub struct ConnPool<B> {
     settings: PoolSettings,
-    idle: Mutex<HashMap<SocketAddr, Vec<IdleConn<B>>>>,
+    tls: Option<PoolTls>,
+    idle: Mutex<HashMap<PoolKey, Vec<IdleConn<B>>>>,
     opened: AtomicU64,
 }
 
@@ -82,8 +109,14 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     pub fn new(settings: PoolSettings) -> Arc<Self> {
+        Self::with_tls(settings, None)
+    }
+
+    /// A pool whose connections speak TLS when `tls` is given.
+    pub fn with_tls(settings: PoolSettings, tls: Option<PoolTls>) -> Arc<Self> {
         let pool = Arc::new(ConnPool {
             settings,
+            tls,
             idle: Mutex::new(HashMap::new()),
             opened: AtomicU64::new(0),
         });
@@ -100,10 +133,15 @@ where
         self.opened.load(Ordering::Relaxed)
     }
 
-    /// A ready idle connection to `addr`, if one is fresh enough.
-    pub fn checkout(&self, addr: SocketAddr) -> Option<PooledConn<B>> {
+    /// Whether connections are TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// A ready idle connection to node `node` at `addr`, if one is fresh enough.
+    pub fn checkout(&self, addr: SocketAddr, node: usize) -> Option<PooledConn<B>> {
         let mut idle = self.idle.lock().ok()?;
-        let list = idle.get_mut(&addr)?;
+        let list = idle.get_mut(&(addr, node))?;
         while let Some(conn) = list.pop() {
             if conn.since.elapsed() < self.settings.idle_timeout
                 && !conn.sender.is_closed()
@@ -112,6 +150,7 @@ where
                 return Some(PooledConn {
                     sender: conn.sender,
                     addr,
+                    node,
                     reused: true,
                     uses: conn.uses + 1,
                 });
@@ -120,32 +159,48 @@ where
         None
     }
 
-    /// Opens a new connection, bounding TCP connect by `timeout`.
+    /// Opens a new connection to node `node` at `addr`, bounding TCP connect plus any TLS handshake by
+    /// `timeout`.
     pub async fn connect(
         &self,
         addr: SocketAddr,
+        node: usize,
         timeout: Duration,
     ) -> Result<PooledConn<B>, ConnectError> {
-        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
             Err(_) => return Err(ConnectError::Timeout(addr)),
             Ok(Err(source)) => return Err(ConnectError::Io { addr, source }),
             Ok(Ok(s)) => s,
         };
         // Small proxied writes must not wait for Nagle.
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|source| ConnectError::Handshake { addr, source })?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%addr, error = %e, "upstream connection closed with error");
-            }
-        });
+        let sender =
+            match &self.tls {
+                None => handshake(addr, stream).await?,
+                Some(tls) => {
+                    let name = tls
+                        .names
+                        .get(node)
+                        .cloned()
+                        .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
+                    let connector = tokio_rustls::TlsConnector::from(Arc::clone(&tls.config));
+                    let stream =
+                        match tokio::time::timeout_at(deadline, connector.connect(name, stream))
+                            .await
+                        {
+                            Err(_) => return Err(ConnectError::Timeout(addr)),
+                            Ok(Err(source)) => return Err(ConnectError::Tls { addr, source }),
+                            Ok(Ok(s)) => s,
+                        };
+                    handshake(addr, stream).await?
+                }
+            };
         self.opened.fetch_add(1, Ordering::Relaxed);
         Ok(PooledConn {
             sender,
             addr,
+            node,
             reused: false,
             uses: 1,
         })
@@ -162,6 +217,7 @@ where
             let PooledConn {
                 mut sender,
                 addr,
+                node,
                 uses,
                 ..
             } = conn;
@@ -171,7 +227,7 @@ where
             let Ok(mut idle) = pool.idle.lock() else {
                 return;
             };
-            let list = idle.entry(addr).or_default();
+            let list = idle.entry((addr, node)).or_default();
             if list.len() < pool.settings.size {
                 list.push(IdleConn {
                     sender,
@@ -191,6 +247,26 @@ where
             idle.retain(|_, list| !list.is_empty());
         }
     }
+}
+
+/// HTTP/1.1 over an established stream; the connection task runs until the peer or the pool drops it.
+async fn handshake<B, I>(addr: SocketAddr, io: I) -> Result<SendRequest<B>, ConnectError>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|source| ConnectError::Handshake { addr, source })?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%addr, error = %e, "upstream connection closed with error");
+        }
+    });
+    Ok(sender)
 }
 
 /// Closes idle connections once they pass `idle_timeout`, so upstreams are not held open forever by a

@@ -1,10 +1,11 @@
 //! The live form of one upstream config: parsed once when the snapshot is built, then only read.
 
-use super::pool::{ConnPool, PoolSettings};
+use super::pool::{ConnPool, PoolSettings, PoolTls};
 use crate::balancer::{Balancer, Kind, NodeSpec};
 use crate::config::{ConfigError, NodeEntry, PassHost, Timeout, Upstream};
 use crate::proxy::UpstreamRequestBody;
 use http::HeaderValue;
+use rustls::pki_types::ServerName;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -126,6 +127,11 @@ impl UpstreamRuntime {
                     .map_or(defaults.idle_timeout, Duration::from_secs_f64),
                 max_requests: p.requests.unwrap_or(defaults.max_requests),
             });
+        let tls = if up.scheme() == "https" {
+            Some(pool_tls(up, &nodes)?)
+        } else {
+            None
+        };
         let retries = match up.retries {
             Some(r) => r as usize,
             // APISIX: by default retry over every other node once.
@@ -145,7 +151,7 @@ impl UpstreamRuntime {
             hash_on,
             balancer,
             nodes,
-            pool: ConnPool::new(pool),
+            pool: ConnPool::with_tls(pool, tls),
         })
     }
 
@@ -157,5 +163,49 @@ impl UpstreamRuntime {
             obj.remove("update_time");
         }
         v
+    }
+}
+
+/// TLS for an `https` upstream: its client config and, per node, the name the node's certificate must carry:
+/// `upstream_host` (without port) under `pass_host: rewrite`, else the node's host (an IP literal is then
+/// verified against the certificate's IP addresses and sends no SNI).
+fn pool_tls(up: &Upstream, nodes: &[NodeEntry]) -> Result<PoolTls, ConfigError> {
+    let spec = up
+        .tls
+        .as_ref()
+        .map(|t| t.spec())
+        .unwrap_or(crate::tls::UpstreamTlsSpec {
+            verify: true,
+            client_cert: None,
+            client_key: None,
+        });
+    let config = crate::tls::client_config(&spec).map_err(|e| ConfigError::new(e.to_string()))?;
+    let rewrite = match (up.pass_host()?, up.upstream_host.as_deref()) {
+        (PassHost::Rewrite, Some(h)) => Some(strip_port(h)),
+        _ => None,
+    };
+    let mut names = Vec::with_capacity(nodes.len());
+    for n in nodes {
+        let host = rewrite.unwrap_or(&n.host);
+        let name = ServerName::try_from(host.to_string()).map_err(|_| {
+            ConfigError::new(format!(
+                "nodes: {host:?} is not usable as a TLS server name"
+            ))
+        })?;
+        names.push(name);
+    }
+    Ok(PoolTls { config, names })
+}
+
+/// `example.com:8443` → `example.com`; `[::1]:443` → `::1`.
+fn strip_port(h: &str) -> &str {
+    if let Some(rest) = h.strip_prefix('[') {
+        return rest.split_once(']').map_or(rest, |(host, _)| host);
+    }
+    match h.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            host
+        }
+        _ => h,
     }
 }

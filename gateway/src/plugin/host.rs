@@ -1,0 +1,587 @@
+//! The store data of every plugin instance and the host side of the world's imports.
+//!
+//! A phase call moves the gateway's [`RequestState`] into the store (a swap, no copy), runs the guest, and
+//! moves it back; imports read and change it under the phase's rules: request writable in
+//! `rewrite`/`access`, response status and headers in `header-filter`, the body chunk in `body-filter`,
+//! nothing in `log` (`not-in-this-phase` otherwise).
+use super::bindings::sluice::plugin::{
+    cache, clock, consumers, context, counters, http_outbound, kv, logging, metrics, request,
+    response, types,
+};
+use super::bindings::HttpMethod;
+use super::services::{self, HostServices};
+use super::state::{Phase, RequestState};
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http::HeaderMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use types::FieldError;
+use wasmtime::{ResourceLimiter, StoreLimits};
+
+/// Per-store resource limiter: wasmtime's [`StoreLimits`] plus the memory high-water mark and a flag that
+/// says a grow was refused (how a memory fault is told apart from other traps: a Rust guest whose
+/// allocation fails aborts with `unreachable`).
+pub(crate) struct Limiter {
+    inner: StoreLimits,
+    pub(crate) peak_memory: usize,
+    pub(crate) memory_denied: bool,
+}
+
+impl Limiter {
+    pub(crate) fn new(inner: StoreLimits) -> Self {
+        Self {
+            inner,
+            peak_memory: 0,
+            memory_denied: false,
+        }
+    }
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.peak_memory = self.peak_memory.max(desired);
+        } else {
+            self.memory_denied = true;
+        }
+        Ok(allowed)
+    }
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.table_growing(current, desired, maximum)?;
+        if !allowed {
+            self.memory_denied = true;
+        }
+        Ok(allowed)
+    }
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}
+
+/// The `T` of `Store<T>` for plugin instances.
+pub(crate) struct StoreData {
+    pub(crate) plugin: Arc<str>,
+    pub(crate) services: Arc<HostServices>,
+    pub(crate) limiter: Limiter,
+    /// The phase running, `None` during `info`/`validate`/`configure`/`release`.
+    pub(crate) phase: Option<Phase>,
+    /// The request, moved in for the duration of a phase call.
+    pub(crate) req: RequestState,
+    /// When the current call must be over (bounds outbound HTTP calls, which epochs cannot interrupt).
+    pub(crate) deadline_at: Instant,
+    pub(crate) monotonic_base: Instant,
+}
+
+impl StoreData {
+    pub(crate) fn new(plugin: Arc<str>, services: Arc<HostServices>, limits: StoreLimits) -> Self {
+        Self {
+            plugin,
+            services,
+            limiter: Limiter::new(limits),
+            phase: None,
+            req: RequestState::default(),
+            deadline_at: Instant::now(),
+            monotonic_base: Instant::now(),
+        }
+    }
+
+    fn request_writable(&self) -> Result<(), FieldError> {
+        match self.phase {
+            Some(p) if p.request_writable() => Ok(()),
+            _ => Err(FieldError::NotInThisPhase),
+        }
+    }
+
+    fn response_visible(&self) -> Option<&super::state::ResponseState> {
+        match self.phase {
+            Some(p) if p.response_visible() => self.req.response.as_ref(),
+            _ => None,
+        }
+    }
+
+    fn response_writable(
+        &mut self,
+        phase: Phase,
+    ) -> Result<&mut super::state::ResponseState, FieldError> {
+        if self.phase != Some(phase) {
+            return Err(FieldError::NotInThisPhase);
+        }
+        self.req.response.as_mut().ok_or(FieldError::NotInThisPhase)
+    }
+
+    fn key(&self, key: &str) -> String {
+        let mut k = String::with_capacity(self.plugin.len() + 1 + key.len());
+        k.push_str(&self.plugin);
+        k.push('\u{0}');
+        k.push_str(key);
+        k
+    }
+}
+
+// ---- helpers shared by request and response header access ----
+
+fn header_first(map: &HeaderMap, name: &str) -> Option<String> {
+    map.get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+fn header_all(map: &HeaderMap, name: &str) -> Vec<String> {
+    map.get_all(name)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect()
+}
+
+fn header_list(map: &HeaderMap) -> Vec<types::HeaderField> {
+    map.iter()
+        .map(|(n, v)| types::HeaderField {
+            name: n.as_str().to_string(),
+            value: String::from_utf8_lossy(v.as_bytes()).into_owned(),
+        })
+        .collect()
+}
+
+pub(crate) fn parse_header(
+    name: &str,
+    value: &str,
+) -> Result<(HeaderName, HeaderValue), FieldError> {
+    let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| FieldError::InvalidName)?;
+    let value = HeaderValue::from_str(value).map_err(|_| FieldError::InvalidValue)?;
+    Ok((name, value))
+}
+
+fn header_set(
+    map: &mut HeaderMap,
+    name: &str,
+    value: &str,
+    append: bool,
+) -> Result<(), FieldError> {
+    let (name, value) = parse_header(name, value)?;
+    if append {
+        map.append(name, value);
+    } else {
+        map.insert(name, value);
+    }
+    Ok(())
+}
+
+fn header_remove(map: &mut HeaderMap, name: &str) -> Result<bool, FieldError> {
+    let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| FieldError::InvalidName)?;
+    Ok(map.remove(name).is_some())
+}
+
+pub(crate) fn method_to_wit(m: &http::Method) -> HttpMethod {
+    match *m {
+        http::Method::GET => HttpMethod::Get,
+        http::Method::HEAD => HttpMethod::Head,
+        http::Method::POST => HttpMethod::Post,
+        http::Method::PUT => HttpMethod::Put,
+        http::Method::DELETE => HttpMethod::Delete,
+        http::Method::PATCH => HttpMethod::Patch,
+        http::Method::OPTIONS => HttpMethod::Options,
+        http::Method::CONNECT => HttpMethod::Connect,
+        http::Method::TRACE => HttpMethod::Trace,
+        ref other => HttpMethod::Other(other.as_str().to_string()),
+    }
+}
+
+fn method_from_wit(m: HttpMethod) -> Result<http::Method, String> {
+    Ok(match m {
+        HttpMethod::Get => http::Method::GET,
+        HttpMethod::Head => http::Method::HEAD,
+        HttpMethod::Post => http::Method::POST,
+        HttpMethod::Put => http::Method::PUT,
+        HttpMethod::Delete => http::Method::DELETE,
+        HttpMethod::Patch => http::Method::PATCH,
+        HttpMethod::Options => http::Method::OPTIONS,
+        HttpMethod::Connect => http::Method::CONNECT,
+        HttpMethod::Trace => http::Method::TRACE,
+        HttpMethod::Other(s) => {
+            http::Method::from_bytes(s.as_bytes()).map_err(|_| format!("invalid method {s:?}"))?
+        }
+    })
+}
+
+fn millis(d: u64) -> Duration {
+    Duration::from_millis(d)
+}
+
+fn store_error(e: services::StoreError) -> types::StoreError {
+    match e {
+        services::StoreError::Unavailable(m) => types::StoreError::Unavailable(m),
+        services::StoreError::TooLarge => types::StoreError::TooLarge,
+    }
+}
+
+/// Runs a blocking host operation without stalling a tokio worker: on a multi-threaded runtime the
+/// worker's other tasks move to another thread meanwhile (`block_in_place`); elsewhere it just runs.
+fn run_blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+// ---- the imports ----
+
+impl types::Host for StoreData {}
+
+impl request::Host for StoreData {
+    fn method(&mut self) -> HttpMethod {
+        method_to_wit(&self.req.method)
+    }
+    fn path(&mut self) -> String {
+        self.req.path.clone()
+    }
+    fn set_path(&mut self, path: String) -> Result<(), FieldError> {
+        self.request_writable()?;
+        if !path.starts_with('/')
+            || path.contains(['?', '#'])
+            || http::uri::PathAndQuery::try_from(path.as_str()).is_err()
+        {
+            return Err(FieldError::InvalidValue);
+        }
+        self.req.path = path;
+        Ok(())
+    }
+    fn query(&mut self) -> Option<String> {
+        self.req.query.clone()
+    }
+    fn set_query(&mut self, query: Option<String>) -> Result<(), FieldError> {
+        self.request_writable()?;
+        if let Some(q) = &query {
+            if q.contains('#') || http::uri::PathAndQuery::try_from(format!("/?{q}")).is_err() {
+                return Err(FieldError::InvalidValue);
+            }
+        }
+        self.req.query = query;
+        Ok(())
+    }
+    fn header(&mut self, name: String) -> Option<String> {
+        header_first(&self.req.headers, &name)
+    }
+    fn header_values(&mut self, name: String) -> Vec<String> {
+        header_all(&self.req.headers, &name)
+    }
+    fn headers(&mut self) -> Vec<types::HeaderField> {
+        header_list(&self.req.headers)
+    }
+    fn set_header(&mut self, name: String, value: String) -> Result<(), FieldError> {
+        self.request_writable()?;
+        header_set(&mut self.req.headers, &name, &value, false)
+    }
+    fn append_header(&mut self, name: String, value: String) -> Result<(), FieldError> {
+        self.request_writable()?;
+        header_set(&mut self.req.headers, &name, &value, true)
+    }
+    fn remove_header(&mut self, name: String) -> Result<bool, FieldError> {
+        self.request_writable()?;
+        header_remove(&mut self.req.headers, &name)
+    }
+    fn client_address(&mut self) -> types::SocketAddress {
+        let addr = self.req.client_addr;
+        let ip = match addr.ip() {
+            std::net::IpAddr::V4(v4) => {
+                let [a, b, c, d] = v4.octets();
+                types::IpAddress::V4((a, b, c, d))
+            }
+            std::net::IpAddr::V6(v6) => {
+                let [a, b, c, d, e, f, g, h] = v6.segments();
+                types::IpAddress::V6((a, b, c, d, e, f, g, h))
+            }
+        };
+        types::SocketAddress {
+            ip,
+            port: addr.port(),
+        }
+    }
+    fn route_id(&mut self) -> String {
+        self.req.route_id.clone()
+    }
+    fn consumer(&mut self) -> Option<String> {
+        self.req.consumer.clone()
+    }
+    fn set_consumer(&mut self, username: String) -> Result<(), FieldError> {
+        self.request_writable()?;
+        if username.is_empty() {
+            return Err(FieldError::InvalidValue);
+        }
+        self.req.consumer = Some(username);
+        Ok(())
+    }
+}
+
+impl response::Host for StoreData {
+    fn status(&mut self) -> Option<u16> {
+        self.response_visible().map(|r| r.status.as_u16())
+    }
+    fn set_status(&mut self, status: u16) -> Result<(), FieldError> {
+        let resp = self.response_writable(Phase::HeaderFilter)?;
+        resp.status = http::StatusCode::from_u16(status).map_err(|_| FieldError::InvalidValue)?;
+        Ok(())
+    }
+    fn header(&mut self, name: String) -> Option<String> {
+        self.response_visible()
+            .and_then(|r| header_first(&r.headers, &name))
+    }
+    fn header_values(&mut self, name: String) -> Vec<String> {
+        self.response_visible()
+            .map(|r| header_all(&r.headers, &name))
+            .unwrap_or_default()
+    }
+    fn headers(&mut self) -> Vec<types::HeaderField> {
+        self.response_visible()
+            .map(|r| header_list(&r.headers))
+            .unwrap_or_default()
+    }
+    fn set_header(&mut self, name: String, value: String) -> Result<(), FieldError> {
+        let resp = self.response_writable(Phase::HeaderFilter)?;
+        header_set(&mut resp.headers, &name, &value, false)
+    }
+    fn append_header(&mut self, name: String, value: String) -> Result<(), FieldError> {
+        let resp = self.response_writable(Phase::HeaderFilter)?;
+        header_set(&mut resp.headers, &name, &value, true)
+    }
+    fn remove_header(&mut self, name: String) -> Result<bool, FieldError> {
+        let resp = self.response_writable(Phase::HeaderFilter)?;
+        header_remove(&mut resp.headers, &name)
+    }
+    fn body_chunk(&mut self) -> Option<Vec<u8>> {
+        if self.phase != Some(Phase::BodyFilter) {
+            return None;
+        }
+        self.req
+            .response
+            .as_ref()
+            .and_then(|r| r.body_chunk.as_ref().map(|b| b.to_vec()))
+    }
+    fn set_body_chunk(&mut self, chunk: Vec<u8>) -> Result<(), FieldError> {
+        let resp = self.response_writable(Phase::BodyFilter)?;
+        resp.body_chunk = Some(Bytes::from(chunk));
+        Ok(())
+    }
+    fn end_of_stream(&mut self) -> bool {
+        self.phase == Some(Phase::BodyFilter)
+            && self.req.response.as_ref().is_some_and(|r| r.end_of_stream)
+    }
+}
+
+impl context::Host for StoreData {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.req.ctx.get(&key).cloned()
+    }
+    fn set(&mut self, key: String, value: String) {
+        if self.phase.is_some() {
+            self.req.ctx.insert(key, value);
+        }
+    }
+    fn remove(&mut self, key: String) -> bool {
+        self.req.ctx.remove(&key).is_some()
+    }
+}
+
+impl consumers::Host for StoreData {
+    fn lookup(&mut self, plugin: String, credential: String) -> Option<consumers::Consumer> {
+        self.services
+            .consumers
+            .lookup(&plugin, &credential)
+            .map(|c| consumers::Consumer {
+                username: c.username,
+                plugin_config: c.plugin_config,
+                labels: c.labels,
+            })
+    }
+}
+
+impl counters::Host for StoreData {
+    fn incr(
+        &mut self,
+        key: String,
+        delta: u64,
+        window_ms: u64,
+    ) -> Result<counters::WindowCount, types::StoreError> {
+        let key = self.key(&key);
+        self.services
+            .counters
+            .incr(&key, delta, millis(window_ms))
+            .map(|c| counters::WindowCount {
+                count: c.count,
+                reset_after_ms: u64::try_from(c.reset_after.as_millis()).unwrap_or(u64::MAX),
+            })
+            .map_err(store_error)
+    }
+}
+
+impl kv::Host for StoreData {
+    fn get(&mut self, key: String) -> Option<Vec<u8>> {
+        let key = self.key(&key);
+        self.services.kv.get(&key)
+    }
+    fn set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) -> Result<(), types::StoreError> {
+        let key = self.key(&key);
+        self.services
+            .kv
+            .set(&key, &value, ttl_ms.map(millis))
+            .map_err(store_error)
+    }
+    fn delete(&mut self, key: String) -> bool {
+        let key = self.key(&key);
+        self.services.kv.delete(&key)
+    }
+}
+
+impl cache::Host for StoreData {
+    fn get(&mut self, key: String) -> Option<types::Response> {
+        let key = self.key(&key);
+        self.services.cache.get(&key).map(|c| types::Response {
+            status: c.status,
+            headers: c
+                .headers
+                .into_iter()
+                .map(|(name, value)| types::HeaderField { name, value })
+                .collect(),
+            body: c.body.to_vec(),
+        })
+    }
+    fn put(
+        &mut self,
+        key: String,
+        value: types::Response,
+        ttl_ms: u64,
+    ) -> Result<(), types::StoreError> {
+        let key = self.key(&key);
+        let value = services::CachedResponse {
+            status: value.status,
+            headers: value
+                .headers
+                .into_iter()
+                .map(|h| (h.name, h.value))
+                .collect(),
+            body: Bytes::from(value.body),
+        };
+        self.services
+            .cache
+            .put(&key, value, millis(ttl_ms))
+            .map_err(store_error)
+    }
+    fn purge(&mut self, key: String) -> bool {
+        let key = self.key(&key);
+        self.services.cache.purge(&key)
+    }
+}
+
+impl http_outbound::Host for StoreData {
+    fn call(
+        &mut self,
+        upstream: String,
+        request: http_outbound::OutboundRequest,
+    ) -> Result<types::Response, http_outbound::OutboundError> {
+        use http_outbound::OutboundError as E;
+        let method = method_from_wit(request.method).map_err(E::InvalidRequest)?;
+        let mut headers = HeaderMap::new();
+        for h in request.headers {
+            let (n, v) = parse_header(&h.name, &h.value)
+                .map_err(|_| E::InvalidRequest(format!("header {:?}", h.name)))?;
+            headers.append(n, v);
+        }
+        if !request.path_with_query.starts_with('/') {
+            return Err(E::InvalidRequest("path must start with '/'".to_string()));
+        }
+        let remaining = self.deadline_at.saturating_duration_since(Instant::now());
+        let timeout = match request.timeout_ms {
+            Some(ms) => remaining.min(millis(u64::from(ms))),
+            None => remaining,
+        };
+        if timeout.is_zero() {
+            return Err(E::Timeout);
+        }
+        let outbound = self.services.outbound.clone();
+        let req = services::OutboundRequest {
+            method,
+            path_with_query: request.path_with_query,
+            headers,
+            body: Bytes::from(request.body),
+        };
+        let result = run_blocking(|| outbound.call(&upstream, req, timeout));
+        match result {
+            Ok(resp) => Ok(types::Response {
+                status: resp.status,
+                headers: header_list(&resp.headers),
+                body: resp.body.to_vec(),
+            }),
+            Err(e) => Err(match e {
+                services::OutboundError::UnknownUpstream(u) => E::UnknownUpstream(u),
+                services::OutboundError::InvalidRequest(m) => E::InvalidRequest(m),
+                services::OutboundError::ConnectFailed(m) => E::ConnectFailed(m),
+                services::OutboundError::Timeout => E::Timeout,
+                services::OutboundError::BadResponse(m) => E::BadResponse(m),
+            }),
+        }
+    }
+}
+
+impl logging::Host for StoreData {
+    fn log(&mut self, level: logging::Level, message: String) {
+        let plugin = &*self.plugin;
+        let route = self.req.route_id.as_str();
+        match level {
+            logging::Level::Trace => tracing::trace!(plugin, route, "{message}"),
+            logging::Level::Debug => tracing::debug!(plugin, route, "{message}"),
+            logging::Level::Info => tracing::info!(plugin, route, "{message}"),
+            logging::Level::Warn => tracing::warn!(plugin, route, "{message}"),
+            logging::Level::Error => tracing::error!(plugin, route, "{message}"),
+        }
+    }
+}
+
+impl metrics::Host for StoreData {
+    fn counter(&mut self, name: String, labels: Vec<types::Label>, delta: u64) {
+        let labels: Vec<(String, String)> = labels.into_iter().map(|l| (l.name, l.value)).collect();
+        self.services
+            .metrics
+            .counter(&self.plugin, &name, &labels, delta);
+    }
+    fn histogram(&mut self, name: String, labels: Vec<types::Label>, value: f64) {
+        let labels: Vec<(String, String)> = labels.into_iter().map(|l| (l.name, l.value)).collect();
+        self.services
+            .metrics
+            .histogram(&self.plugin, &name, &labels, value);
+    }
+}
+
+impl clock::Host for StoreData {
+    fn now_unix_ms(&mut self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
+    }
+    fn monotonic_ns(&mut self) -> u64 {
+        u64::try_from(self.monotonic_base.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}

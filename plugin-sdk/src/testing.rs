@@ -1,0 +1,530 @@
+//! An in-memory gateway for unit-testing plugins with plain `cargo test` on the native target.
+//!
+//! 1. `let host = TestHost::new()` and set the request: `host.set_request_header("x-key", "k1")`, `set_path`...
+//! 2. `let cfg = host.configure::<MyPlugin>(json)?` parses and validates like the gateway does.
+//! 3. Run phases: `host.access::<MyPlugin>(&cfg)` returns the [`Decision`]; the host modules
+//!    ([`crate::request`], [`crate::kv`], ...) act on this host while the phase runs.
+//! 4. Assert on the state: `host.request_header("x-added")`, `host.response_status()`, `host.logs()`, ...
+//!
+//! It enforces the same phase rules as the gateway (request writable in rewrite/access, response status and
+//! headers in header-filter, body chunk in body-filter, nothing in log), and its stores (counters, kv, cache)
+//! use a fake clock you move with [`TestHost::advance`].
+use crate::{
+    Consumer, Decision, FieldError, Level, Method, OutboundError, OutboundRequest, Phase, Plugin,
+    Response, WindowCount,
+};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+type OutboundFn = Rc<dyn Fn(&OutboundRequest) -> Result<Response, OutboundError>>;
+
+/// The request as the test host holds it.
+#[derive(Debug, Clone)]
+pub struct TestRequest {
+    /// Method.
+    pub method: Method,
+    /// Path.
+    pub path: String,
+    /// Raw query.
+    pub query: Option<String>,
+    /// Headers (lower-case names).
+    pub headers: Vec<(String, String)>,
+    /// Client address.
+    pub client_addr: SocketAddr,
+    /// Route id.
+    pub route_id: String,
+    /// Consumer.
+    pub consumer: Option<String>,
+}
+
+/// The response as the test host holds it.
+#[derive(Debug, Clone, Default)]
+pub struct TestResponse {
+    /// Status.
+    pub status: u16,
+    /// Headers (lower-case names).
+    pub headers: Vec<(String, String)>,
+    /// The current body chunk (body-filter).
+    pub body_chunk: Vec<u8>,
+    /// Whether the chunk is the last.
+    pub end_of_stream: bool,
+}
+
+#[doc(hidden)]
+pub struct HostState {
+    pub phase: Phase,
+    pub req: TestRequest,
+    pub resp: TestResponse,
+    pub ctx: HashMap<String, String>,
+    pub consumers: HashMap<(String, String), Consumer>,
+    pub counters: HashMap<String, (u64, u64)>,
+    pub kv: HashMap<String, (Vec<u8>, Option<u64>)>,
+    pub cache: HashMap<String, (Response, u64)>,
+    pub upstreams: HashMap<String, OutboundFn>,
+    pub logs: Vec<(Level, String)>,
+    pub counters_metric: HashMap<String, u64>,
+    pub histograms: HashMap<String, Vec<f64>>,
+    pub now_ms: u64,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Rc<RefCell<HostState>>>> = const { RefCell::new(None) };
+}
+
+#[doc(hidden)]
+pub fn with_host<R>(f: impl FnOnce(&mut HostState) -> R) -> R {
+    let state = CURRENT.with(|c| c.borrow().clone());
+    match state {
+        Some(s) => f(&mut s.borrow_mut()),
+        None => panic!(
+            "sluice-plugin-sdk: host functions on the native target work only inside a TestHost phase \
+             (host.access::<P>(&cfg) etc.)"
+        ),
+    }
+}
+
+#[doc(hidden)]
+pub fn outbound(upstream: &str, req: &OutboundRequest) -> Result<Response, OutboundError> {
+    // Take the handler out first so it may itself call host functions without a double borrow.
+    let handler = with_host(|h| h.upstreams.get(upstream).cloned());
+    match handler {
+        Some(f) => f(req),
+        None => Err(OutboundError::UnknownUpstream(upstream.to_string())),
+    }
+}
+
+#[doc(hidden)]
+pub fn first(headers: &[(String, String)], name: &str) -> Option<String> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.clone())
+}
+
+#[doc(hidden)]
+pub fn all(headers: &[(String, String)], name: &str) -> Vec<String> {
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
+#[doc(hidden)]
+pub fn metric_key(name: &str, labels: &[(&str, &str)]) -> String {
+    let mut key = name.to_string();
+    for (n, v) in labels {
+        key.push_str(&format!(",{n}={v}"));
+    }
+    key
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn valid_value(value: &str) -> bool {
+    value.bytes().all(|b| b != b'\r' && b != b'\n' && b != 0)
+}
+
+fn header_op(
+    headers: &mut Vec<(String, String)>,
+    name: &str,
+    value: Option<&str>,
+    append: bool,
+) -> Result<bool, FieldError> {
+    if !valid_name(name) {
+        return Err(FieldError::InvalidName);
+    }
+    if value.is_some_and(|v| !valid_value(v)) {
+        return Err(FieldError::InvalidValue);
+    }
+    let lower = name.to_ascii_lowercase();
+    let before = headers.len();
+    if !append {
+        headers.retain(|(n, _)| *n != lower);
+    }
+    let removed = headers.len() != before;
+    if let Some(v) = value {
+        headers.push((lower, v.to_string()));
+    }
+    Ok(removed)
+}
+
+impl HostState {
+    fn request_writable(&self) -> Result<(), FieldError> {
+        match self.phase {
+            Phase::Rewrite | Phase::Access => Ok(()),
+            _ => Err(FieldError::NotInThisPhase),
+        }
+    }
+    pub fn resp_visible(&self) -> bool {
+        !matches!(self.phase, Phase::Rewrite | Phase::Access)
+    }
+    pub fn set_path(&mut self, path: &str) -> Result<(), FieldError> {
+        self.request_writable()?;
+        if !path.starts_with('/') || !valid_value(path) || path.contains('?') {
+            return Err(FieldError::InvalidValue);
+        }
+        self.req.path = path.to_string();
+        Ok(())
+    }
+    pub fn set_query(&mut self, query: Option<&str>) -> Result<(), FieldError> {
+        self.request_writable()?;
+        if query.is_some_and(|q| !valid_value(q) || q.contains('#')) {
+            return Err(FieldError::InvalidValue);
+        }
+        self.req.query = query.map(str::to_string);
+        Ok(())
+    }
+    pub fn set_consumer(&mut self, username: &str) -> Result<(), FieldError> {
+        self.request_writable()?;
+        self.req.consumer = Some(username.to_string());
+        Ok(())
+    }
+    pub fn req_header_op(
+        &mut self,
+        name: &str,
+        value: Option<&str>,
+        append: bool,
+    ) -> Result<bool, FieldError> {
+        self.request_writable()?;
+        header_op(&mut self.req.headers, name, value, append)
+    }
+    pub fn resp_header_op(
+        &mut self,
+        name: &str,
+        value: Option<&str>,
+        append: bool,
+    ) -> Result<bool, FieldError> {
+        if self.phase != Phase::HeaderFilter {
+            return Err(FieldError::NotInThisPhase);
+        }
+        header_op(&mut self.resp.headers, name, value, append)
+    }
+    pub fn set_status(&mut self, status: u16) -> Result<(), FieldError> {
+        if self.phase != Phase::HeaderFilter {
+            return Err(FieldError::NotInThisPhase);
+        }
+        if !(100..=999).contains(&status) {
+            return Err(FieldError::InvalidValue);
+        }
+        self.resp.status = status;
+        Ok(())
+    }
+    pub fn body_chunk(&self) -> Option<Vec<u8>> {
+        (self.phase == Phase::BodyFilter).then(|| self.resp.body_chunk.clone())
+    }
+    pub fn set_body_chunk(&mut self, chunk: &[u8]) -> Result<(), FieldError> {
+        if self.phase != Phase::BodyFilter {
+            return Err(FieldError::NotInThisPhase);
+        }
+        self.resp.body_chunk = chunk.to_vec();
+        Ok(())
+    }
+    pub fn incr(&mut self, key: &str, delta: u64, window_ms: u64) -> WindowCount {
+        let now = self.now_ms;
+        let window_ms = window_ms.max(1);
+        let entry = self.counters.entry(key.to_string()).or_insert((0, now));
+        if now >= entry.1.saturating_add(window_ms) {
+            *entry = (0, now);
+        }
+        entry.0 = entry.0.saturating_add(delta);
+        WindowCount {
+            count: entry.0,
+            reset_after: Duration::from_millis(entry.1 + window_ms - now),
+        }
+    }
+    pub fn kv_get(&mut self, key: &str) -> Option<Vec<u8>> {
+        let now = self.now_ms;
+        match self.kv.get(key) {
+            Some((_, Some(exp))) if *exp <= now => {
+                self.kv.remove(key);
+                None
+            }
+            Some((v, _)) => Some(v.clone()),
+            None => None,
+        }
+    }
+    pub fn kv_set(&mut self, key: &str, value: &[u8], ttl_ms: Option<u64>) {
+        let exp = ttl_ms.map(|t| self.now_ms.saturating_add(t));
+        self.kv.insert(key.to_string(), (value.to_vec(), exp));
+    }
+    pub fn cache_get(&mut self, key: &str) -> Option<Response> {
+        let now = self.now_ms;
+        match self.cache.get(key) {
+            Some((_, exp)) if *exp <= now => {
+                self.cache.remove(key);
+                None
+            }
+            Some((r, _)) => Some(r.clone()),
+            None => None,
+        }
+    }
+    pub fn cache_put(&mut self, key: &str, value: &Response, ttl_ms: u64) {
+        let exp = self.now_ms.saturating_add(ttl_ms);
+        self.cache.insert(key.to_string(), (value.clone(), exp));
+    }
+}
+
+/// A parsed config, as the gateway keeps it per (plugin, config version).
+pub struct TestConfig<P: Plugin>(P::Config);
+
+impl<P: Plugin> TestConfig<P> {
+    /// The parsed config.
+    pub fn get(&self) -> &P::Config {
+        &self.0
+    }
+}
+
+/// The in-memory gateway. Cheap to create; one per test.
+pub struct TestHost {
+    state: Rc<RefCell<HostState>>,
+}
+
+impl Default for TestHost {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestHost {
+    /// A `GET /` from 127.0.0.1:40000 on route `"1"`, no headers, clock at 1_700_000_000_000 ms.
+    pub fn new() -> Self {
+        let state = HostState {
+            phase: Phase::Rewrite,
+            req: TestRequest {
+                method: Method::Get,
+                path: "/".to_string(),
+                query: None,
+                headers: Vec::new(),
+                client_addr: SocketAddr::from(([127, 0, 0, 1], 40000)),
+                route_id: "1".to_string(),
+                consumer: None,
+            },
+            resp: TestResponse {
+                status: 200,
+                ..TestResponse::default()
+            },
+            ctx: HashMap::new(),
+            consumers: HashMap::new(),
+            counters: HashMap::new(),
+            kv: HashMap::new(),
+            cache: HashMap::new(),
+            upstreams: HashMap::new(),
+            logs: Vec::new(),
+            counters_metric: HashMap::new(),
+            histograms: HashMap::new(),
+            now_ms: 1_700_000_000_000,
+        };
+        Self {
+            state: Rc::new(RefCell::new(state)),
+        }
+    }
+
+    /// Parses and validates a config like the gateway's `configure` (serde error or the plugin's `validate`).
+    pub fn configure<P: Plugin>(&self, json: &str) -> Result<TestConfig<P>, String> {
+        crate::parse_config::<P>(json).map(TestConfig)
+    }
+
+    /// The phases `#[export_plugin]` recorded for `P` (what the gateway would call).
+    pub fn phases<P: crate::__private::Exported>(&self) -> &'static [Phase] {
+        P::PHASES
+    }
+
+    fn run<R>(&self, phase: Phase, f: impl FnOnce() -> R) -> R {
+        self.state.borrow_mut().phase = phase;
+        let previous = CURRENT.with(|c| c.replace(Some(self.state.clone())));
+        struct Restore(Option<Rc<RefCell<HostState>>>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let prev = self.0.take();
+                CURRENT.with(|c| *c.borrow_mut() = prev);
+            }
+        }
+        let _restore = Restore(previous);
+        f()
+    }
+
+    /// Runs `rewrite`.
+    pub fn rewrite<P: Plugin>(&self, cfg: &TestConfig<P>) -> Decision {
+        self.run(Phase::Rewrite, || P::rewrite(&cfg.0))
+    }
+    /// Runs `access`.
+    pub fn access<P: Plugin>(&self, cfg: &TestConfig<P>) -> Decision {
+        self.run(Phase::Access, || P::access(&cfg.0))
+    }
+    /// Runs `header_filter` on the current response (see [`TestHost::set_response`]).
+    pub fn header_filter<P: Plugin>(&self, cfg: &TestConfig<P>) -> Decision {
+        self.run(Phase::HeaderFilter, || P::header_filter(&cfg.0))
+    }
+    /// Runs `body_filter` on one chunk; returns the chunk as the plugin left it.
+    pub fn body_filter<P: Plugin>(
+        &self,
+        cfg: &TestConfig<P>,
+        chunk: &[u8],
+        end_of_stream: bool,
+    ) -> Vec<u8> {
+        {
+            let mut s = self.state.borrow_mut();
+            s.resp.body_chunk = chunk.to_vec();
+            s.resp.end_of_stream = end_of_stream;
+        }
+        self.run(Phase::BodyFilter, || P::body_filter(&cfg.0));
+        std::mem::take(&mut self.state.borrow_mut().resp.body_chunk)
+    }
+    /// Runs `log`.
+    pub fn log<P: Plugin>(&self, cfg: &TestConfig<P>) {
+        self.run(Phase::Log, || P::log(&cfg.0))
+    }
+
+    // ---- setting up the request and the world ----
+
+    /// Sets the method.
+    pub fn set_method(&self, method: Method) -> &Self {
+        self.state.borrow_mut().req.method = method;
+        self
+    }
+    /// Sets the path, and the query if `path` has `?`.
+    pub fn set_path(&self, path: &str) -> &Self {
+        let mut s = self.state.borrow_mut();
+        match path.split_once('?') {
+            Some((p, q)) => {
+                s.req.path = p.to_string();
+                s.req.query = Some(q.to_string());
+            }
+            None => s.req.path = path.to_string(),
+        }
+        drop(s);
+        self
+    }
+    /// Appends a request header.
+    pub fn set_request_header(&self, name: &str, value: &str) -> &Self {
+        self.state
+            .borrow_mut()
+            .req
+            .headers
+            .push((name.to_ascii_lowercase(), value.to_string()));
+        self
+    }
+    /// Sets the client address.
+    pub fn set_client_addr(&self, addr: SocketAddr) -> &Self {
+        self.state.borrow_mut().req.client_addr = addr;
+        self
+    }
+    /// Sets the route id.
+    pub fn set_route_id(&self, id: &str) -> &Self {
+        self.state.borrow_mut().req.route_id = id.to_string();
+        self
+    }
+    /// Sets the upstream response seen by the response phases.
+    pub fn set_response(&self, status: u16, headers: &[(&str, &str)]) -> &Self {
+        let mut s = self.state.borrow_mut();
+        s.resp.status = status;
+        s.resp.headers = headers
+            .iter()
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()))
+            .collect();
+        drop(s);
+        self
+    }
+    /// Registers a consumer found by `consumers::lookup(plugin, credential)`.
+    pub fn add_consumer(&self, plugin: &str, credential: &str, consumer: Consumer) -> &Self {
+        self.state
+            .borrow_mut()
+            .consumers
+            .insert((plugin.to_string(), credential.to_string()), consumer);
+        self
+    }
+    /// Registers a named upstream for `http::call`.
+    pub fn add_upstream(
+        &self,
+        name: &str,
+        handler: impl Fn(&OutboundRequest) -> Result<Response, OutboundError> + 'static,
+    ) -> &Self {
+        self.state
+            .borrow_mut()
+            .upstreams
+            .insert(name.to_string(), Rc::new(handler));
+        self
+    }
+    /// Moves the fake clock forward (counter windows, kv and cache TTLs).
+    pub fn advance(&self, by: Duration) -> &Self {
+        let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        let mut s = self.state.borrow_mut();
+        s.now_ms = s.now_ms.saturating_add(ms);
+        drop(s);
+        self
+    }
+    /// Starts a new request on the same host (stores, consumers and upstreams kept; request, response and
+    /// context reset).
+    pub fn next_request(&self) -> &Self {
+        let fresh = TestHost::new();
+        let fresh = fresh.state.borrow();
+        let mut s = self.state.borrow_mut();
+        s.req = fresh.req.clone();
+        s.resp = fresh.resp.clone();
+        s.ctx.clear();
+        drop(s);
+        self
+    }
+
+    // ---- reading the state back ----
+
+    /// First value of a request header.
+    pub fn request_header(&self, name: &str) -> Option<String> {
+        first(&self.state.borrow().req.headers, name)
+    }
+    /// The request as plugins left it.
+    pub fn request(&self) -> TestRequest {
+        self.state.borrow().req.clone()
+    }
+    /// First value of a response header.
+    pub fn response_header(&self, name: &str) -> Option<String> {
+        first(&self.state.borrow().resp.headers, name)
+    }
+    /// The response status.
+    pub fn response_status(&self) -> u16 {
+        self.state.borrow().resp.status
+    }
+    /// A context value.
+    pub fn context(&self, key: &str) -> Option<String> {
+        self.state.borrow().ctx.get(key).cloned()
+    }
+    /// Sets a context value (as another plugin would have).
+    pub fn set_context(&self, key: &str, value: &str) -> &Self {
+        self.state
+            .borrow_mut()
+            .ctx
+            .insert(key.to_string(), value.to_string());
+        self
+    }
+    /// Everything logged so far.
+    pub fn logs(&self) -> Vec<(Level, String)> {
+        self.state.borrow().logs.clone()
+    }
+    /// A counter metric's value (`name` plus `,label=value` for each label, in the order given).
+    pub fn metric_counter(&self, key: &str) -> u64 {
+        self.state
+            .borrow()
+            .counters_metric
+            .get(key)
+            .copied()
+            .unwrap_or(0)
+    }
+    /// A histogram metric's observations.
+    pub fn metric_histogram(&self, key: &str) -> Vec<f64> {
+        self.state
+            .borrow()
+            .histograms
+            .get(key)
+            .cloned()
+            .unwrap_or_default()
+    }
+}

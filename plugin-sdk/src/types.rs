@@ -1,0 +1,250 @@
+//! The SDK's own value types; the same on wasm32 and on the native test host.
+use std::fmt;
+use std::time::Duration;
+
+/// A request-lifecycle phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Rewrite path, query, headers.
+    Rewrite,
+    /// Authenticate, authorize, limit.
+    Access,
+    /// Response status and headers.
+    HeaderFilter,
+    /// Response body chunks.
+    BodyFilter,
+    /// After the response; read-only.
+    Log,
+}
+
+/// A response produced by a plugin (or stored in the cache).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Response {
+    /// HTTP status code.
+    pub status: u16,
+    /// Header fields in order.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// A response with this status, no headers and an empty body.
+    pub fn new(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+    /// Adds a header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+    /// Sets the body.
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+}
+
+/// What the gateway does after a phase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Go on.
+    Continue,
+    /// Answer with this response now (`rewrite`/`access`: the upstream is skipped; `header_filter`: replaces
+    /// the upstream's response).
+    Respond(Response),
+}
+
+impl Decision {
+    /// Shorthand for `Respond` with a status and a text body.
+    pub fn respond(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        Decision::Respond(Response::new(status).body(body))
+    }
+}
+
+/// HTTP method.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[allow(missing_docs)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    Patch,
+    Options,
+    Connect,
+    Trace,
+    Other(String),
+}
+
+impl Method {
+    /// The method's name as on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Patch => "PATCH",
+            Method::Options => "OPTIONS",
+            Method::Connect => "CONNECT",
+            Method::Trace => "TRACE",
+            Method::Other(s) => s,
+        }
+    }
+    /// Parses a method name (case-sensitive, as HTTP is).
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            "PATCH" => Method::Patch,
+            "OPTIONS" => Method::Options,
+            "CONNECT" => Method::Connect,
+            "TRACE" => Method::Trace,
+            other => Method::Other(other.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a request/response field could not be changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldError {
+    /// Not a valid header name.
+    InvalidName,
+    /// Value has forbidden bytes (CR, LF, NUL) or the status is outside 100..=999.
+    InvalidValue,
+    /// Not writable in the current phase.
+    NotInThisPhase,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FieldError::InvalidName => "invalid header name",
+            FieldError::InvalidValue => "invalid value",
+            FieldError::NotInThisPhase => "not writable in this phase",
+        })
+    }
+}
+impl std::error::Error for FieldError {}
+
+/// Failure of a shared store (counters, kv, cache).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The backing store could not be reached.
+    Unavailable(String),
+    /// Key or value too large.
+    TooLarge,
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Unavailable(m) => write!(f, "store unavailable: {m}"),
+            StoreError::TooLarge => f.write_str("key or value too large"),
+        }
+    }
+}
+impl std::error::Error for StoreError {}
+
+/// A counter's value after an increment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowCount {
+    /// Value after this increment.
+    pub count: u64,
+    /// Time until the window resets.
+    pub reset_after: Duration,
+}
+
+/// A consumer found by [`crate::consumers::lookup`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumer {
+    /// The consumer's username.
+    pub username: String,
+    /// The consumer's config for the asking plugin (JSON as stored).
+    pub plugin_config: String,
+    /// The consumer's labels.
+    pub labels: Vec<(String, String)>,
+}
+
+/// A request to a named upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundRequest {
+    /// Method.
+    pub method: Method,
+    /// Path and query, e.g. `/verify?x=1`.
+    pub path_with_query: String,
+    /// Header fields.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+    /// Optional timeout below the phase deadline.
+    pub timeout: Option<Duration>,
+}
+
+impl OutboundRequest {
+    /// A GET of this path.
+    pub fn get(path_with_query: impl Into<String>) -> Self {
+        Self {
+            method: Method::Get,
+            path_with_query: path_with_query.into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            timeout: None,
+        }
+    }
+}
+
+/// Why an outbound call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboundError {
+    /// No upstream of that name.
+    UnknownUpstream(String),
+    /// Bad header or path.
+    InvalidRequest(String),
+    /// Could not connect.
+    ConnectFailed(String),
+    /// Timed out (own timeout or the phase deadline).
+    Timeout,
+    /// Not valid HTTP, or too large.
+    BadResponse(String),
+}
+
+impl fmt::Display for OutboundError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OutboundError::UnknownUpstream(u) => write!(f, "unknown upstream {u:?}"),
+            OutboundError::InvalidRequest(m) => write!(f, "invalid request: {m}"),
+            OutboundError::ConnectFailed(m) => write!(f, "connect failed: {m}"),
+            OutboundError::Timeout => f.write_str("timed out"),
+            OutboundError::BadResponse(m) => write!(f, "bad response: {m}"),
+        }
+    }
+}
+impl std::error::Error for OutboundError {}
+
+/// Log level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[allow(missing_docs)]
+pub enum Level {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
