@@ -48,9 +48,11 @@ pub fn split_meta(config: &Value) -> Result<(Meta, String), String> {
                             .ok_or_else(|| "_meta.priority: must be an integer".to_string())?,
                     )
                 }
-                other => return Err(format!(
+                other => {
+                    return Err(format!(
                     "_meta: unknown field `{other}`; expected `disable`, `priority` or `fail_open`"
-                )),
+                ))
+                }
             }
         }
     }

@@ -1,10 +1,12 @@
 //! Sluice: a WebAssembly-programmable API gateway.
 //!
 //! A request flows one way through these modules:
-//! [`server`] (listeners) → [`proxy`] (the request path) → [`router`] (which route) →
-//! [`upstream`] + [`balancer`] (which node, pooled connection) → back through [`proxy`] → access log.
+//! [`server`] (listeners) → [`proxy`] (the request path) → [`router`] (which route) → plugin phases
+//! `rewrite`/`access` ([`chain`] of [`plugin`] instances) → [`upstream`] + [`balancer`] (which node, pooled
+//! connection) → `header_filter` → client → access log and `log` phase.
 //! Configuration enters through [`admin`], is typed by [`config`], persisted by [`store`] and compiled
-//! into the immutable [`snapshot`] the request path reads. [`tls`] terminates HTTPS (certificates from `ssls`)
+//! into the immutable [`snapshot`] the request path reads; [`catalog`] turns each `plugins` map entry into a
+//! configured plugin once per config version. [`tls`] terminates HTTPS (certificates from `ssls`)
 //! and originates TLS to `https` upstreams.
 
 pub mod admin;

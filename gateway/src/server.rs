@@ -93,6 +93,24 @@ async fn load_plugins(
     Ok(Catalog::new(registry))
 }
 
+/// Takes an accepted connection (with Nagle off: proxied writes are small and latency-bound). On an
+/// accept error (out of file descriptors and the like) it backs off briefly instead of spinning.
+async fn accepted_or_back_off(
+    accepted: std::io::Result<(tokio::net::TcpStream, SocketAddr)>,
+) -> Option<(tokio::net::TcpStream, SocketAddr)> {
+    match accepted {
+        Ok((stream, client)) => {
+            let _ = stream.set_nodelay(true);
+            Some((stream, client))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "accept failed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            None
+        }
+    }
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -179,16 +197,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             accepted = proxy_listener.accept() => {
-                let (stream, client) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
+                let Some((stream, client)) = accepted_or_back_off(accepted).await else {
+                    continue;
                 };
-                let _ = stream.set_nodelay(true);
                 let local = stream.local_addr().unwrap_or(settings.listen);
                 let conn = Conn { client, local, scheme: "http" };
                 let state = Arc::clone(&state);
@@ -205,15 +216,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 });
             }
             accepted = tls_listener.accept() => {
-                let (stream, client) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
+                let Some((stream, client)) = accepted_or_back_off(accepted).await else {
+                    continue;
                 };
-                let _ = stream.set_nodelay(true);
                 let local = stream.local_addr().unwrap_or(settings.tls_listen);
                 let conn = Conn { client, local, scheme: "https" };
                 let state = Arc::clone(&state);

@@ -113,6 +113,27 @@ impl Admin {
             .send()
             .await
             .unwrap_or_else(|e| panic!("admin request {path} failed: {e:#}"));
+        Reply::read(r).await
+    }
+
+    /// `PUT <path>` with a binary body of the given content type (plugin uploads).
+    pub async fn put_bytes(&self, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
+        let mut rb = self.http.put(self.url(path));
+        if let Some(k) = &self.key {
+            rb = rb.header("X-API-KEY", k);
+        }
+        let r = rb
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("admin request {path} failed: {e:#}"));
+        Reply::read(r).await
+    }
+}
+
+impl Reply {
+    async fn read(r: reqwest::Response) -> Reply {
         let status = r.status().as_u16();
         let content_type = r
             .headers()

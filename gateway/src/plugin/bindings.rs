@@ -9,4 +9,4 @@ wasmtime::component::bindgen!({
     world: "sluice:plugin/plugin@0.1.0",
 });
 
-pub use sluice::plugin::types::{HttpMethod, Phase as WitPhase};
+pub use self::sluice::plugin::types::{HttpMethod, Phase as WitPhase};

@@ -136,13 +136,7 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
     }
 
     // router
-    let vars = RequestVars {
-        parts: &parts,
-        client: conn.client,
-        local: conn.local,
-        host: host.as_ref().and_then(host_name),
-        scheme: conn.scheme,
-    };
+    let vars = RequestVars::new(&parts, conn, host.as_ref().and_then(host_name));
     let Some(route) = snapshot
         .router
         .find(&parts.method, vars.host, parts.uri.path(), &vars)
@@ -182,13 +176,7 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
     let Some(upstream) = route.upstream.as_ref() else {
         return respond(ProxyError::NoUpstream.to_response(), record, plugin_state);
     };
-    let vars = RequestVars {
-        parts: &parts,
-        client: conn.client,
-        local: conn.local,
-        host: host.as_ref().and_then(host_name),
-        scheme: conn.scheme,
-    };
+    let vars = RequestVars::new(&parts, conn, host.as_ref().and_then(host_name));
     let key = upstream.hash_on.as_ref().map(|on| hash_key(on, &vars));
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::add_forwarded(

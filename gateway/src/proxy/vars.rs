@@ -14,6 +14,18 @@ pub struct RequestVars<'a> {
     pub scheme: &'static str,
 }
 
+impl<'a> RequestVars<'a> {
+    pub fn new(parts: &'a Parts, conn: super::Conn, host: Option<&'a str>) -> Self {
+        RequestVars {
+            parts,
+            client: conn.client,
+            local: conn.local,
+            host,
+            scheme: conn.scheme,
+        }
+    }
+}
+
 /// First value of `name` in a `k=v&k=v` list, percent-decoded.
 fn query_arg<'q>(query: &'q str, name: &str) -> Option<Cow<'q, str>> {
     form_urlencoded::parse(query.as_bytes())

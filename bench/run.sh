@@ -1,0 +1,496 @@
+#!/usr/bin/env bash
+# Sluice benchmark harness: Sluice side by side with nginx, HAProxy and the bare upstream.
+# See bench/README.md. Usage: bench/run.sh [options]   (bench/run.sh --help for the list)
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$BENCH_DIR")
+ORIG_ARGS="$*"
+
+# ---------------------------------------------------------------- options
+CORES_PROXY=0          # CPUs for the proxy under test (taskset list: 0 / 0-3 / 0,2)
+CORES_LOAD=1           # CPUs for the load generator and the upstream
+WORKERS=""             # proxy workers/threads; default = number of CPUs in --cores-proxy
+DURATION=10s           # per measured run
+WARMUP=2s              # once per contender before round 1, not recorded
+CONNECTIONS=64
+ROUNDS=3               # ABAB... rounds; every contender runs once per round
+ROUTES=10000           # route count for the sluice-10k scenario (and the top of the memory scale)
+SWAPS=100              # route changes during each hot-swap run
+H2_STREAMS=10          # concurrent streams per connection for the h2c (h2load) scenarios
+LOW_CONNECTIONS=1      # connections for the low-load (added latency) runs
+ONLY=""                # comma-separated scenario names to run (default: all available)
+SKIP_INSTALL=0
+SLUICE_BIN=""          # use this binary instead of building (e.g. to compare two builds)
+SMOKE=0
+
+usage() {
+    sed -n '/^# ---- usage/,/^# ---- end/p' "$0" | sed '1d;$d;s/^# \{0,1\}//'
+}
+# ---- usage
+# bench/run.sh [options]
+#   --cores-proxy LIST   CPUs for the proxy under test          (default 0)
+#   --cores-load LIST    CPUs for wrk/h2load and the upstream    (default 1)
+#   --workers N          proxy workers/threads, all contenders   (default: CPUs in --cores-proxy)
+#   --duration D         each measured run, wrk syntax (10s, 1m) (default 10s)
+#   --warmup D           per contender before round 1            (default 2s)
+#   --connections N      client connections                      (default 64)
+#   --rounds N           alternating rounds                      (default 3)
+#   --routes N           routes for the many-routes scenario     (default 10000)
+#   --swaps N            route changes per hot-swap run          (default 100)
+#   --h2-streams N       h2load streams per connection           (default 10)
+#   --low-connections N  connections for the low-load latency runs (default 1)
+#   --only a,b,...       run only these scenarios (names: --list; plus low-load, hot-swap)
+#   --list               print the scenario list and exit
+#   --sluice-bin PATH    use a prebuilt sluice instead of building one
+#   --skip-install       do not apt-get missing tools
+#   --smoke              a few seconds in all: 1 round, 1s runs, 200 routes, 10 swaps
+# ---- end
+
+# Scenario list: name|protocol|status|description. status is "ok" or "todo:<why>"; todo
+# scenarios are printed as skipped and listed in the report, never measured or faked.
+SCENARIOS=(
+    "direct|h1|ok|Direct to the upstream (physical limit)"
+    "sluice|h1|ok|Sluice, plain proxy (1 route)"
+    "nginx|h1|ok|nginx proxy_pass, upstream keepalive"
+    "haproxy|h1|ok|HAProxy, http-reuse always"
+    "sluice-10k|h1|ok|Sluice, ROUTES routes, traffic to one"
+    "sluice-accesslog|h1|ok|Sluice plain, access log on (log level info)"
+    "sluice-noop-plugin|h1|todo:Wasm plugins are not wired into the gateway yet|Sluice + no-op Wasm plugin (all phases)"
+    "sluice-3plugins-miss|h1|todo:Wasm plugins are not wired into the gateway yet|Sluice + key-auth, limit-count, proxy-cache (miss)"
+    "sluice-3plugins-hit|h1|todo:Wasm plugins are not wired into the gateway yet|Sluice + key-auth, limit-count, proxy-cache (hit)"
+    "sluice-tls|h1|todo:TLS termination is not in this build|Sluice, HTTPS"
+    "nginx-tls|h1|todo:runs with sluice-tls (same certificate)|nginx, HTTPS"
+    "sluice-h2c|h2c|ok|Sluice, h2c client side (h2load)"
+    "nginx-h2c|h2c|ok|nginx http2 (h2c), h2load"
+    "haproxy-h2c|h2c|ok|HAProxy proto h2 (h2c), h2load"
+    "sluice-h2-upstream|h2c|todo:HTTP/2 to upstreams is not in this build|Sluice, HTTP/2 upstream"
+)
+# Later: hot swap of Wasm plugins (20 uploads under load) and memory scale with 3 plugins
+# per route; see the TODO slots in hot_swap() and memory_scale().
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --cores-proxy) CORES_PROXY=$2; shift 2 ;;
+        --cores-load) CORES_LOAD=$2; shift 2 ;;
+        --workers) WORKERS=$2; shift 2 ;;
+        --duration) DURATION=$2; shift 2 ;;
+        --warmup) WARMUP=$2; shift 2 ;;
+        --connections) CONNECTIONS=$2; shift 2 ;;
+        --rounds) ROUNDS=$2; shift 2 ;;
+        --routes) ROUTES=$2; shift 2 ;;
+        --swaps) SWAPS=$2; shift 2 ;;
+        --h2-streams) H2_STREAMS=$2; shift 2 ;;
+        --low-connections) LOW_CONNECTIONS=$2; shift 2 ;;
+        --only) ONLY=$2; shift 2 ;;
+        --sluice-bin) SLUICE_BIN=$2; shift 2 ;;
+        --skip-install) SKIP_INSTALL=1; shift ;;
+        --smoke) SMOKE=1; shift ;;
+        --list) for s in "${SCENARIOS[@]}"; do IFS='|' read -r n p st d <<<"$s"; printf '%-22s %-4s %-5s %s\n' "$n" "$p" "${st%%:*}" "$d"; done; exit 0 ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "unknown option: $1 (try --help)" >&2; exit 2 ;;
+    esac
+done
+if [[ $SMOKE == 1 ]]; then
+    DURATION=1s WARMUP=1s ROUNDS=1 ROUTES=200 SWAPS=10
+fi
+
+log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+cpu_count() { # taskset list -> number of CPUs
+    python3 - "$1" <<'EOF'
+import sys
+n = 0
+for part in sys.argv[1].split(","):
+    a, _, b = part.partition("-")
+    n += int(b or a) - int(a) + 1
+print(n)
+EOF
+}
+seconds() { # wrk duration (10, 10s, 2m, 1h) -> seconds
+    local d=$1
+    case "$d" in
+        *s) echo "${d%s}" ;; *m) echo $(( ${d%m} * 60 )) ;; *h) echo $(( ${d%h} * 3600 )) ;; *) echo "$d" ;;
+    esac
+}
+
+PROXY_CPUS=$(cpu_count "$CORES_PROXY")
+LOAD_CPUS=$(cpu_count "$CORES_LOAD")
+WORKERS=${WORKERS:-$PROXY_CPUS}
+LOAD_THREADS=$LOAD_CPUS
+(( CONNECTIONS >= LOAD_THREADS )) || die "--connections must be at least the number of load CPUs"
+(( ROUTES >= 2 )) || die "--routes must be at least 2"
+DURATION_S=$(seconds "$DURATION")
+
+# ---------------------------------------------------------------- tools
+install_tools() {
+    local missing=()
+    command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
+    command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]] || missing+=(haproxy)
+    command -v wrk >/dev/null || missing+=(wrk)
+    command -v h2load >/dev/null || missing+=(nghttp2-client)
+    command -v curl >/dev/null || missing+=(curl)
+    command -v python3 >/dev/null || missing+=(python3)
+    command -v taskset >/dev/null || missing+=(util-linux)
+    [[ ${#missing[@]} -eq 0 ]] && return
+    [[ $SKIP_INSTALL == 1 ]] && die "missing tools (${missing[*]}) and --skip-install given"
+    local sudo=""
+    [[ $(id -u) -eq 0 ]] || sudo=sudo
+    log "installing ${missing[*]} from the distribution (apt-get)"
+    $sudo apt-get update -qq
+    # nginx/haproxy packages try to start their system services; keep them off.
+    DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+install_tools
+export PATH="$PATH:/usr/sbin:/sbin"
+
+# ---------------------------------------------------------------- build
+TARGET_DIR=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+if [[ -z $SLUICE_BIN ]]; then
+    log "building sluice and bench-upstream (release)"
+    (cd "$ROOT" && cargo build --release -q -p sluice -p bench-upstream)
+    SLUICE_BIN=$TARGET_DIR/release/sluice
+else
+    log "building bench-upstream (release); sluice: $SLUICE_BIN"
+    (cd "$ROOT" && cargo build --release -q -p bench-upstream)
+fi
+UPSTREAM_BIN=$TARGET_DIR/release/bench-upstream
+[[ -x $SLUICE_BIN ]] || die "no sluice binary at $SLUICE_BIN"
+
+# ---------------------------------------------------------------- processes
+RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")
+chmod 711 "$RUN_DIR" # nginx workers drop privileges and must reach their temp dirs
+RESULTS=$BENCH_DIR/results
+RAW=$RESULTS/raw
+rm -rf "$RAW"
+mkdir -p "$RAW"
+PIDS=()
+
+cleanup() {
+    local status=$?
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    rm -rf "$RUN_DIR"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start_bg NAME CPUS CMD... : run CMD pinned to CPUS in the background; sets BG_PID.
+start_bg() {
+    local name=$1 cpus=$2; shift 2
+    # Append mode, so the access-log run can truncate its log between runs.
+    taskset -c "$cpus" "$@" >>"$RUN_DIR/$name.out" 2>>"$RUN_DIR/$name.err" &
+    BG_PID=$!
+    PIDS+=("$BG_PID")
+}
+
+wait_http() { # URL [NAME PID]: wait up to 20 s for a 200; fail early if process PID died
+    local url=$1 name=${2:-} pid=${3:-} got
+    for _ in $(seq 200); do
+        got=$(curl -s -o /dev/null -w '%{http_code}' "$url" 2>/dev/null || true)
+        [[ $got == 200 ]] && return 0
+        if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
+            die "$name exited: $(tail -5 "$RUN_DIR/$name.err")"
+        fi
+        sleep 0.1
+    done
+    die "$url did not answer 200 (last: $got)"
+}
+
+# The process and its children (nginx master + workers); the others are one process.
+proc_tree() { echo "$1"; pgrep -P "$1" 2>/dev/null || true; }
+cpu_ticks() { # utime+stime of the process tree, in clock ticks
+    local t=0 p v
+    for p in $(proc_tree "$1"); do
+        v=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}') || continue
+        t=$(( t + ${v:-0} ))
+    done
+    echo "$t"
+}
+status_kb() { # FIELD PID: sum of /proc/PID/status FIELD (kB) over the process tree
+    local t=0 p v
+    for p in $(proc_tree "$2"); do
+        v=$(awk -v f="$1:" '$1 == f {print $2}' "/proc/$p/status" 2>/dev/null) || continue
+        t=$(( t + ${v:-0} ))
+    done
+    echo "$t"
+}
+CLK_TCK=$(getconf CLK_TCK)
+
+# Free high ports, handed out by take_port.
+read -r -a PORTS <<<"$(python3 "$BENCH_DIR/lib/admin.py" free-ports 32)"
+take_port() { # VAR: set VAR to the next free port
+    (( ${#PORTS[@]} > 0 )) || die "out of free ports"
+    printf -v "$1" '%s' "${PORTS[0]}"
+    PORTS=("${PORTS[@]:1}")
+}
+ADMIN_KEY=bench-$RANDOM$RANDOM
+
+# Every scenario gets its own proxy process (so CPU and peak RSS are its own): PID[scenario],
+# URL[scenario]; Sluice instances also ADMIN[scenario] and PORT[scenario].
+declare -A PID URL ADMIN PORT
+PID[direct]="" # no proxy
+
+take_port P_UP
+log "upstream: 127.0.0.1:$P_UP, $LOAD_THREADS thread(s) on CPUs $CORES_LOAD"
+start_bg upstream "$CORES_LOAD" "$UPSTREAM_BIN" --listen "127.0.0.1:$P_UP" --threads "$LOAD_THREADS"
+UPSTREAM_PID=$BG_PID
+wait_http "http://127.0.0.1:$P_UP/" upstream "$UPSTREAM_PID"
+URL[direct]="http://127.0.0.1:$P_UP/bench"
+
+# start_sluice NAME LOG_LEVEL: a fresh instance with an empty store, on free ports.
+start_sluice() {
+    local name=$1 level=$2 port admin tls metrics
+    take_port port; take_port admin; take_port tls; take_port metrics
+    log "$name: sluice on 127.0.0.1:$port, $WORKERS worker(s) on CPUs $CORES_PROXY, log level $level"
+    start_bg "$name" "$CORES_PROXY" "$SLUICE_BIN" serve --data-dir "$RUN_DIR/$name-data" \
+        --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
+        --tls-listen "127.0.0.1:$tls" --metrics-listen "127.0.0.1:$metrics" \
+        --admin-key "$ADMIN_KEY" --workers "$WORKERS" --log-level "$level"
+    PID[$name]=$BG_PID
+    PORT[$name]=$port
+    ADMIN[$name]="127.0.0.1:$admin"
+    for _ in $(seq 200); do
+        curl -s -o /dev/null "http://127.0.0.1:$admin/" 2>/dev/null && return 0
+        kill -0 "$BG_PID" 2>/dev/null || die "$name exited: $(tail -5 "$RUN_DIR/$name.err")"
+        sleep 0.1
+    done
+    die "$name admin API did not come up"
+}
+admin_put() { # NAME PATH JSON
+    curl -fsS -o /dev/null -X PUT "http://${ADMIN[$1]}$2" -H "X-API-KEY: $ADMIN_KEY" -d "$3" ||
+        die "admin PUT $2 on $1 failed"
+}
+# Plain config: two equivalent upstream objects (the hot swap alternates them) and one route.
+start_sluice_plain() { # NAME LOG_LEVEL
+    local name=$1 up id
+    start_sluice "$name" "$2"
+    for id in bench-a bench-b; do
+        up="{\"type\":\"roundrobin\",\"nodes\":{\"127.0.0.1:$P_UP\":1},\"keepalive_pool\":{\"size\":320}}"
+        admin_put "$name" "/apisix/admin/upstreams/$id" "$up"
+    done
+    admin_put "$name" /apisix/admin/routes/1 '{"uri":"/*","upstream_id":"bench-a"}'
+    URL[$name]="http://127.0.0.1:${PORT[$name]}/bench"
+    wait_http "${URL[$name]}" "$name" "${PID[$name]}"
+}
+
+want() { # is scenario $1 selected by --only?
+    [[ -z $ONLY ]] && return 0
+    [[ ",$ONLY," == *",$1,"* ]]
+}
+want_any() { local s; for s in "$@"; do want "$s" && return 0; done; return 1; }
+
+# The plain instance also takes the hot swap and the low-load runs.
+if want_any sluice hot-swap; then start_sluice_plain sluice warn; fi
+if want sluice-h2c; then start_sluice_plain sluice-h2c warn; fi
+if want sluice-accesslog; then start_sluice_plain sluice-accesslog info; fi
+
+# Memory scale on a fresh instance, growing to ROUTES routes; that instance is sluice-10k.
+memory_scale() {
+    local name=sluice-10k have=0 n target uri t0
+    start_sluice "$name" warn
+    log "$name: memory scale while loading $ROUTES routes"
+    sleep 1
+    printf '{"routes":0,"rss_kb":%d,"hwm_kb":%d}\n' "$(status_kb VmRSS "${PID[$name]}")" \
+        "$(status_kb VmHWM "${PID[$name]}")" >>"$RAW/memory.jsonl"
+    for n in 1 100 1000 10000 100000; do
+        (( n <= ROUTES )) || n=$ROUTES
+        (( n > have )) || break
+        t0=$SECONDS
+        python3 "$BENCH_DIR/lib/admin.py" routes --admin "${ADMIN[$name]}" --key "$ADMIN_KEY" \
+            --upstream-port "$P_UP" --from "$have" --to "$n" || die "loading routes failed"
+        # Settle: the newest route answers through the proxy.
+        if (( (n - 1) % 2 == 0 )); then uri="/bench/e$((n - 1))"; else uri="/bench/p$((n - 1))/x"; fi
+        wait_http "http://127.0.0.1:${PORT[$name]}$uri" "$name" "${PID[$name]}"
+        sleep 1
+        printf '{"routes":%d,"rss_kb":%d,"hwm_kb":%d,"load_s":%d}\n' "$n" \
+            "$(status_kb VmRSS "${PID[$name]}")" "$(status_kb VmHWM "${PID[$name]}")" \
+            $(( SECONDS - t0 )) >>"$RAW/memory.jsonl"
+        log "  $n routes: RSS $(( $(status_kb VmRSS "${PID[$name]}") / 1024 )) MiB ($(( SECONDS - t0 )) s)"
+        have=$n
+    done
+    # TODO(plugins): repeat with 3 Wasm plugins per route, distinct configs per route.
+    target=$(( (ROUTES * 3 / 4) | 1 ))  # an odd id: a prefix route deep in the trie
+    (( target < ROUTES )) || target=$(( ROUTES - 1 ))
+    if (( target % 2 == 1 )); then uri="/bench/p$target/item"; else uri="/bench/e$target"; fi
+    URL[$name]="http://127.0.0.1:${PORT[$name]}$uri"
+    wait_http "${URL[$name]}" "$name" "${PID[$name]}"
+}
+if want sluice-10k; then memory_scale; fi
+
+render() { # TEMPLATE OUT KEY=VALUE...
+    local tmpl=$1 out=$2 kv sed_args=(); shift 2
+    for kv in "$@"; do sed_args+=(-e "s|@${kv%%=*}@|${kv#*=}|g"); done
+    sed "${sed_args[@]}" "$tmpl" >"$out"
+    ! grep -q '@[A-Z_0-9]*@' "$out" || die "unfilled placeholder in $out"
+}
+
+# nginx and HAProxy: one process for the HTTP/1.1 scenario, another for h2c. Each config has
+# both listeners; the scenario uses the one matching its protocol.
+start_nginx() { # NAME PROTO
+    local name=$1 proto=$2 dir="$RUN_DIR/$1" h1 h2c
+    take_port h1; take_port h2c
+    mkdir -p "$dir"
+    render "$BENCH_DIR/templates/nginx.conf.tmpl" "$dir/nginx.conf" \
+        WORKERS="$WORKERS" DIR="$dir" UPSTREAM_PORT="$P_UP" PORT_H1="$h1" PORT_H2C="$h2c"
+    log "$name: nginx on 127.0.0.1:$h1 (h2c $h2c), $WORKERS worker(s) on CPUs $CORES_PROXY"
+    start_bg "$name" "$CORES_PROXY" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" -g 'daemon off;'
+    PID[$name]=$BG_PID
+    if [[ $proto == h1 ]]; then URL[$name]="http://127.0.0.1:$h1/bench"; else URL[$name]="http://127.0.0.1:$h2c/bench"; fi
+    wait_http "http://127.0.0.1:$h1/bench" "$name" "$BG_PID"
+}
+start_haproxy() { # NAME PROTO
+    local name=$1 proto=$2 h1 h2c
+    take_port h1; take_port h2c
+    render "$BENCH_DIR/templates/haproxy.cfg.tmpl" "$RUN_DIR/$name.cfg" \
+        WORKERS="$WORKERS" UPSTREAM_PORT="$P_UP" PORT_H1="$h1" PORT_H2C="$h2c"
+    log "$name: haproxy on 127.0.0.1:$h1 (h2c $h2c), $WORKERS thread(s) on CPUs $CORES_PROXY"
+    start_bg "$name" "$CORES_PROXY" haproxy -db -f "$RUN_DIR/$name.cfg"
+    PID[$name]=$BG_PID
+    if [[ $proto == h1 ]]; then URL[$name]="http://127.0.0.1:$h1/bench"; else URL[$name]="http://127.0.0.1:$h2c/bench"; fi
+    wait_http "http://127.0.0.1:$h1/bench" "$name" "$BG_PID"
+}
+if want nginx; then start_nginx nginx h1; fi
+if want nginx-h2c; then start_nginx nginx-h2c h2c; fi
+if want haproxy; then start_haproxy haproxy h1; fi
+if want haproxy-h2c; then start_haproxy haproxy-h2c h2c; fi
+
+# ---------------------------------------------------------------- measuring
+reset_peak() { # make VmHWM restart from the current RSS, so each run reports its own peak
+    local p
+    for p in $(proc_tree "$1"); do echo 5 >"/proc/$p/clear_refs" 2>/dev/null || true; done
+}
+
+# measure SCENARIO PROTO LABEL FILE [CONNECTIONS]: one load run; appends a JSON line to runs.jsonl.
+measure() {
+    local sc=$1 proto=$2 label=$3 out=$4 conns=${5:-$CONNECTIONS} pid=${PID[$1]} c0 c1 u0 u1 rc=0
+    local threads=$(( LOAD_THREADS < conns ? LOAD_THREADS : conns ))
+    c0=0 c1=0
+    if [[ -n $pid ]]; then reset_peak "$pid"; c0=$(cpu_ticks "$pid"); fi
+    u0=$(cpu_ticks "$UPSTREAM_PID")
+    if [[ $proto == h1 ]]; then
+        timeout $(( DURATION_S + 60 )) taskset -c "$CORES_LOAD" wrk -t"$threads" -c"$conns" \
+            -d"$DURATION" --latency -s "$BENCH_DIR/lib/report.lua" "${URL[$sc]}" >"$out" 2>&1 || rc=$?
+    else
+        timeout $(( DURATION_S + 60 )) taskset -c "$CORES_LOAD" h2load -t"$threads" -c"$conns" \
+            -m"$H2_STREAMS" -D"$DURATION_S" "${URL[$sc]}" >"$out" 2>&1 || rc=$?
+    fi
+    [[ -n $pid ]] && c1=$(cpu_ticks "$pid")
+    u1=$(cpu_ticks "$UPSTREAM_PID")
+    printf '{"scenario":"%s","proto":"%s","label":"%s","raw":"%s","rc":%d,"proxy_cpu_ticks":%s,"upstream_cpu_ticks":%d,"clk_tck":%d,"proxy_hwm_kb":%s,"proxy_rss_kb":%s}\n' \
+        "$sc" "$proto" "$label" "$(basename "$out")" "$rc" \
+        "$([[ -n $pid ]] && echo $(( c1 - c0 )) || echo null)" $(( u1 - u0 )) "$CLK_TCK" \
+        "$([[ -n $pid ]] && status_kb VmHWM "$pid" || echo null)" \
+        "$([[ -n $pid ]] && status_kb VmRSS "$pid" || echo null)" >>"$RAW/runs.jsonl"
+    if [[ $sc == sluice-accesslog ]]; then : >"$RUN_DIR/$sc.err"; fi # bound the log's disk use
+    [[ $rc == 0 ]] || log "  warning: $sc load generator exited $rc (see raw/$(basename "$out"))"
+}
+
+ACTIVE=()
+for s in "${SCENARIOS[@]}"; do
+    IFS='|' read -r name proto st desc <<<"$s"
+    want "$name" || continue
+    if [[ $st != ok ]]; then
+        log "skip $name: not available yet (${st#todo:})"
+        continue
+    fi
+    ACTIVE+=("$name|$proto")
+done
+[[ ${#ACTIVE[@]} -gt 0 ]] || want hot-swap || die "no scenario selected (see --list)"
+
+log "warm-up: $WARMUP per contender"
+for a in "${ACTIVE[@]}"; do
+    IFS='|' read -r name proto <<<"$a"
+    if [[ $proto == h1 ]]; then
+        taskset -c "$CORES_LOAD" wrk -t"$LOAD_THREADS" -c"$CONNECTIONS" -d"$WARMUP" "${URL[$name]}" >/dev/null 2>&1 || true
+    else
+        taskset -c "$CORES_LOAD" h2load -t"$LOAD_THREADS" -c"$CONNECTIONS" -m"$H2_STREAMS" \
+            -D"$(seconds "$WARMUP")" "${URL[$name]}" >/dev/null 2>&1 || true
+    fi
+done
+
+# Alternate: every round runs every contender once; the order rotates by one each round so
+# no contender always follows the same neighbour.
+n=${#ACTIVE[@]}
+for (( r = 1; r <= ROUNDS; r++ )); do
+    for (( i = 0; i < n; i++ )); do
+        IFS='|' read -r name proto <<<"${ACTIVE[$(( (i + r - 1) % n ))]}"
+        log "round $r/$ROUNDS: $name ($DURATION)"
+        measure "$name" "$proto" main "$RAW/$name.r$r.txt"
+    done
+done
+
+# ---------------------------------------------------------------- low load
+# Added latency well below saturation: LOW_CONNECTIONS closed-loop connections (1 = one request
+# in flight at a time), alternating direct / Sluice / nginx / HAProxy.
+LOW=()
+for name in direct sluice nginx haproxy; do want "$name" && LOW+=("$name"); done
+if want low-load && [[ ${#LOW[@]} -gt 0 ]]; then
+    for (( r = 1; r <= ROUNDS; r++ )); do
+        for (( i = 0; i < ${#LOW[@]}; i++ )); do
+            name=${LOW[$(( (i + r - 1) % ${#LOW[@]} ))]}
+            log "low load round $r/$ROUNDS: $name ($LOW_CONNECTIONS connection(s), $DURATION)"
+            measure "$name" h1 lowload "$RAW/lowload-$name.r$r.txt" "$LOW_CONNECTIONS"
+        done
+    done
+fi
+
+# ---------------------------------------------------------------- hot swap
+# Against the plain Sluice: baseline and swap runs alternate; during a swap run the route is
+# re-pointed between two equivalent upstream objects SWAPS times, spread over the run.
+hot_swap() {
+    local r swap_pid
+    for (( r = 1; r <= ROUNDS; r++ )); do
+        log "hot swap round $r/$ROUNDS: baseline"
+        measure sluice h1 swap-baseline "$RAW/hotswap-baseline.r$r.txt"
+        log "hot swap round $r/$ROUNDS: $SWAPS route changes under load"
+        taskset -c "$CORES_LOAD" python3 "$BENCH_DIR/lib/admin.py" swap --admin "${ADMIN[sluice]}" \
+            --key "$ADMIN_KEY" --route-id 1 --uri '/*' --upstreams bench-b,bench-a --count "$SWAPS" \
+            --over "$(python3 -c "print(max($DURATION_S - 1, 0.5) * 0.9)")" \
+            >"$RAW/hotswap-admin.r$r.json" 2>"$RAW/hotswap-admin.r$r.err" &
+        swap_pid=$!
+        PIDS+=("$swap_pid")
+        measure sluice h1 swap-routes "$RAW/hotswap-routes.r$r.txt"
+        wait "$swap_pid" || log "  warning: swap client failed (raw/hotswap-admin.r$r.err)"
+    done
+    # TODO(plugins): upload a new version of a Wasm plugin 20 times under load, same report.
+}
+if want hot-swap; then hot_swap; fi
+
+# ---------------------------------------------------------------- report
+{
+    printf '{"date":"%s","command":"bench/run.sh %s",' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$ORIG_ARGS"
+    printf '"cpu_model":"%s","nproc":%d,"kernel":"%s",' \
+        "$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)" "$(nproc --all)" "$(uname -r)"
+    printf '"cores_proxy":"%s","cores_load":"%s","workers":%d,"load_threads":%d,' \
+        "$CORES_PROXY" "$CORES_LOAD" "$WORKERS" "$LOAD_THREADS"
+    printf '"low_connections":%d,' "$LOW_CONNECTIONS"
+    printf '"duration":"%s","connections":%d,"rounds":%d,"routes":%d,"swaps":%d,"h2_streams":%d,' \
+        "$DURATION" "$CONNECTIONS" "$ROUNDS" "$ROUTES" "$SWAPS" "$H2_STREAMS"
+    printf '"sluice_rev":"%s","nginx":"%s","haproxy":"%s","wrk":"%s","h2load":"%s","load_avg":"%s",' \
+        "$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null)$(cd "$ROOT" && git diff --quiet HEAD -- gateway 2>/dev/null || echo '+dirty')" \
+        "$(nginx -v 2>&1 | sed 's/.*\///')" "$(haproxy -v 2>/dev/null | awk 'NR==1 {print $3}')" \
+        "$(wrk -v 2>&1 | awk 'NR==1 {print $2}')" "$(h2load --version 2>/dev/null | awk '{print $NF}')" \
+        "$(cut -d' ' -f1-3 /proc/loadavg)"
+    printf '"scenarios":['
+    first=1
+    for s in "${SCENARIOS[@]}"; do
+        IFS='|' read -r name proto st desc <<<"$s"
+        desc=${desc//ROUTES/$ROUTES}
+        [[ $first == 1 ]] || printf ','
+        first=0
+        printf '{"name":"%s","proto":"%s","status":"%s","desc":"%s","selected":%s}' \
+            "$name" "$proto" "$st" "$desc" "$(want "$name" && echo true || echo false)"
+    done
+    printf ']}\n'
+} >"$RAW/meta.json"
+
+python3 "$BENCH_DIR/lib/report.py" "$RAW" "$RESULTS/latest.md" "$RESULTS/latest.svg"
+log "wrote $RESULTS/latest.md and $RESULTS/latest.svg (raw outputs: $RAW)"
