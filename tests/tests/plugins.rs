@@ -479,3 +479,24 @@ async fn plugins_survive_a_restart_without_recompiling() {
     assert_eq!(gw.get("/").await.status, 200);
     assert_eq!(a.last().unwrap().header("x-after"), Some("restart"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_filter_rewrites_the_streamed_body_and_log_runs_after_the_response() {
+    let a = origin("a").body("hello from the origin").start();
+    let gw = with_plugin("phases", "phases").await;
+    gw.put_ok(
+        "routes",
+        "1",
+        json!({"uri": "/b", "upstream": upstream(&[&a]),
+        "plugins": {"phases": {"header": "x", "value": "v", "upper": true}}}),
+    )
+    .await;
+    let r = gw.get("/b").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "HELLO FROM THE ORIGIN");
+    let line = gw.wait_for_log("served /b", Duration::from_secs(5)).await;
+    assert!(
+        line.contains("phases"),
+        "the log phase's line names the plugin: {line}"
+    );
+}

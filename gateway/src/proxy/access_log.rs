@@ -19,16 +19,12 @@ pub struct AccessRecord {
     pub status: StatusCode,
 }
 
-/// Work to do once the response is over (the plugins' `log` phase).
-pub type OnDone = Box<dyn FnOnce() + Send>;
-
 /// Wraps a response body and logs the request when the body is dropped.
 pub struct Logged<B> {
     inner: B,
     record: AccessRecord,
     bytes: u64,
     complete: bool,
-    on_done: Option<OnDone>,
 }
 
 impl<B: Body> Logged<B> {
@@ -39,13 +35,7 @@ impl<B: Body> Logged<B> {
             record,
             bytes: 0,
             complete,
-            on_done: None,
         }
-    }
-
-    pub fn on_done(mut self, f: Option<OnDone>) -> Self {
-        self.on_done = f;
-        self
     }
 }
 
@@ -105,8 +95,5 @@ impl<B> Drop for Logged<B> {
             latency_ms = format_args!("{latency_ms:.3}"),
             complete = self.complete,
         );
-        if let Some(f) = self.on_done.take() {
-            f();
-        }
     }
 }

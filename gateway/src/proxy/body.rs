@@ -112,6 +112,8 @@ where
 pub enum ResponseBody {
     Local(Full<Bytes>),
     Proxied(IdleTimeout<hyper::body::Incoming>),
+    /// Either of the above passing through `body_filter` / `log` plugins.
+    Phased(Box<super::phases::PhasedBody>),
 }
 
 impl ResponseBody {
@@ -131,6 +133,7 @@ impl Body for ResponseBody {
         match self.get_mut() {
             ResponseBody::Local(b) => Pin::new(b).poll_frame(cx).map_err(|never| match never {}),
             ResponseBody::Proxied(b) => Pin::new(b).poll_frame(cx),
+            ResponseBody::Phased(b) => Pin::new(b.as_mut()).poll_frame(cx),
         }
     }
 
@@ -138,6 +141,7 @@ impl Body for ResponseBody {
         match self {
             ResponseBody::Local(b) => b.is_end_stream(),
             ResponseBody::Proxied(b) => b.is_end_stream(),
+            ResponseBody::Phased(b) => b.is_end_stream(),
         }
     }
 
@@ -145,6 +149,7 @@ impl Body for ResponseBody {
         match self {
             ResponseBody::Local(b) => b.size_hint(),
             ResponseBody::Proxied(b) => b.size_hint(),
+            ResponseBody::Phased(b) => b.size_hint(),
         }
     }
 }

@@ -225,8 +225,8 @@ fn respond(
     mut record: AccessRecord,
     plugins: Option<(phases::Chains, crate::plugin::RequestState)>,
 ) -> ProxyResponse {
-    let (resp, on_done) = match plugins {
-        None => (resp, None),
+    let resp = match plugins {
+        None => resp,
         Some((chains, mut st)) => {
             let resp = if chains.implements(Phase::HeaderFilter) {
                 phases::filter_response(&chains, &mut st, resp)
@@ -234,23 +234,27 @@ fn respond(
             } else {
                 resp
             };
-            let on_done: Option<access_log::OnDone> = chains.implements(Phase::Log).then(|| {
+            if chains.implements(Phase::BodyFilter) || chains.implements(Phase::Log) {
                 if st.response.is_none() {
                     st.response = Some(crate::plugin::ResponseState::new(
                         resp.status(),
                         resp.headers().clone(),
                     ));
                 }
-                Box::new(move || {
-                    let _ = chains.run(Phase::Log, &mut st);
-                }) as access_log::OnDone
-            });
-            (resp, on_done)
+                let (mut head, body) = resp.into_parts();
+                if chains.implements(Phase::BodyFilter) {
+                    head.headers.remove(http::header::CONTENT_LENGTH);
+                }
+                let body = phases::PhasedBody::new(body, chains, st);
+                Response::from_parts(head, ResponseBody::Phased(Box::new(body)))
+            } else {
+                resp
+            }
         }
     };
     record.status = resp.status();
     let (head, body) = resp.into_parts();
-    Response::from_parts(head, Logged::new(body, record).on_done(on_done))
+    Response::from_parts(head, Logged::new(body, record))
 }
 
 fn local(err: ProxyError, record: AccessRecord) -> ProxyResponse {

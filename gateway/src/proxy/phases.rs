@@ -113,3 +113,95 @@ pub fn filter_response(
     }
     Ok(Response::from_parts(head, body))
 }
+
+/// A response body that runs `body_filter` on each data chunk and the `log` phase when it is dropped
+/// (after the last byte went out, or when the client went away).
+///
+/// Holds the request's plugin state for the rest of the exchange, so `log` sees what every earlier phase
+/// left in the context. With `body_filter` active the length may change, so the caller drops
+/// `Content-Length` and the body advertises no exact size.
+pub struct PhasedBody {
+    inner: ResponseBody,
+    chains: Chains,
+    state: RequestState,
+    filter: bool,
+}
+
+impl PhasedBody {
+    pub fn new(inner: ResponseBody, chains: Chains, state: RequestState) -> Self {
+        let filter = chains.implements(Phase::BodyFilter);
+        PhasedBody {
+            inner,
+            chains,
+            state,
+            filter,
+        }
+    }
+
+    /// Passes one chunk through `body_filter`; the plugins may replace it.
+    fn filter_chunk(&mut self, chunk: bytes::Bytes, end: bool) -> Result<bytes::Bytes, Faulted> {
+        let Some(resp) = self.state.response.as_mut() else {
+            return Ok(chunk);
+        };
+        resp.body_chunk = Some(chunk);
+        resp.end_of_stream = end;
+        self.chains.run(Phase::BodyFilter, &mut self.state)?;
+        Ok(self
+            .state
+            .response
+            .as_mut()
+            .and_then(|r| r.body_chunk.take())
+            .unwrap_or_default())
+    }
+}
+
+impl http_body::Body for PhasedBody {
+    type Data = bytes::Bytes;
+    type Error = super::body::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        if !this.filter {
+            return polled;
+        }
+        match polled {
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) => {
+                    let end = http_body::Body::is_end_stream(&this.inner);
+                    match this.filter_chunk(data, end) {
+                        Ok(out) => Poll::Ready(Some(Ok(http_body::Frame::data(out)))),
+                        // The head is already sent: all we can do is cut the stream.
+                        Err(Faulted) => Poll::Ready(Some(Err("body_filter plugin failed".into()))),
+                    }
+                }
+                Err(frame) => Poll::Ready(Some(Ok(frame))),
+            },
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        if self.filter {
+            http_body::SizeHint::default()
+        } else {
+            self.inner.size_hint()
+        }
+    }
+}
+
+impl Drop for PhasedBody {
+    fn drop(&mut self) {
+        if self.chains.implements(Phase::Log) {
+            let _ = self.chains.run(Phase::Log, &mut self.state);
+        }
+    }
+}
