@@ -41,6 +41,9 @@ impl SledStore {
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(data_dir.join("config.sled"))
+            // sled's default page cache is 1 GiB; config and plugin binaries are small and the live
+            // config is served from the in-memory snapshot anyway.
+            .cache_capacity(32 << 20)
             .open()
             .map_err(backend)?;
         let plugins = db.open_tree("wasm_plugins").map_err(backend)?;
