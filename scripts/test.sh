@@ -8,4 +8,4 @@ if [ -f scripts/build-plugins.sh ]; then
     bash scripts/build-plugins.sh
 fi
 cargo build -p sluice --bins
-cargo test --workspace
+cargo test --workspace --no-fail-fast

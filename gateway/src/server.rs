@@ -111,25 +111,49 @@ async fn accepted_or_back_off(
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// SIGTERM and SIGINT, registered before any listener is bound: a signal that arrives after the
+/// "listening" line but before the accept loop first polls must still mean "drain and exit", not the
+/// default action of dying on the spot.
+#[cfg(unix)]
+struct ShutdownSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl ShutdownSignals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(ShutdownSignals {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.int.recv() => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { () = ctrl_c => {}, () = term => {} }
+    }
+}
+
+#[cfg(not(unix))]
+struct ShutdownSignals;
+
+#[cfg(not(unix))]
+impl ShutdownSignals {
+    fn install() -> anyhow::Result<Self> {
+        Ok(ShutdownSignals)
+    }
+
+    async fn recv(&mut self) {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let mut signals = ShutdownSignals::install()?;
     let (store, artifacts) = open_store(&settings)?;
     let catalog = Arc::new(load_plugins(store.as_ref(), artifacts).await?);
     let objects = store.load_all().await.context("loading stored config")?;
@@ -191,9 +215,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // The HTTPS listener serves with the same settings; its connections start on their own tasks, after the
     // handshake, so they get a shared copy.
     let tls_builder = Arc::new(builder.clone());
-    // Created once: a signal future made anew on each pass could miss a signal that lands between passes.
-    let signal = shutdown_signal();
-    tokio::pin!(signal);
     loop {
         tokio::select! {
             accepted = proxy_listener.accept() => {
@@ -244,7 +265,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                     }
                 });
             }
-            () = &mut signal => break,
+            () = signals.recv() => break,
         }
     }
 
