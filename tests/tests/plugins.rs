@@ -500,3 +500,46 @@ async fn body_filter_rewrites_the_streamed_body_and_log_runs_after_the_response(
         "the log phase's line names the plugin: {line}"
     );
 }
+
+/// The walk-through in examples/hello-plugin/README.md, step by step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hello_plugin_example_works_as_its_readme_says() {
+    let a = origin("a").start();
+    let gw = gateway().start().await;
+    let up = gw
+        .upload_plugin("hello-plugin", plugin_wasm("hello-plugin"))
+        .await
+        .ok();
+    assert_eq!(up.json["phases"], json!(["access", "header-filter"]));
+    let bad = gw
+        .admin()
+        .put(
+            "routes",
+            "hello",
+            json!({"uri": "/*", "upstream": upstream(&[&a]),
+            "plugins": {"hello-plugin": {"greeting": "x", "path": "hello"}}}),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.error_msg()
+            .unwrap()
+            .contains("path: must start with '/'"),
+        "{}",
+        bad.text
+    );
+    gw.put_ok(
+        "routes",
+        "hello",
+        json!({"uri": "/*", "upstream": upstream(&[&a]),
+        "plugins": {"hello-plugin": {"greeting": "hi from wasm"}}}),
+    )
+    .await;
+    let r = gw.get("/hello?name=ada").await;
+    assert_eq!((r.status, r.text().as_str()), (200, "Hello, ada!\n"));
+    assert_eq!(a.request_count(), 0, "the plugin answered by itself");
+    let r = gw.get("/anything").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-hello"), Some("hi from wasm"));
+    assert_eq!(a.request_count(), 1);
+}
