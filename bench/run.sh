@@ -17,12 +17,14 @@ CONNECTIONS=64
 ROUNDS=3               # ABAB... rounds; every contender runs once per round
 ROUTES=10000           # route count for the sluice-10k scenario (and the top of the memory scale)
 SWAPS=100              # route changes during each hot-swap run
+PLUGIN_SWAPS=20        # Wasm plugin uploads during each plugin-swap run
 H2_STREAMS=10          # concurrent streams per connection for the h2c (h2load) scenarios
 LOW_CONNECTIONS=1      # connections for the low-load (added latency) runs
 ONLY=""                # comma-separated scenario names to run (default: all available)
 SKIP_INSTALL=0
 SLUICE_BIN=""          # use this binary instead of building (e.g. to compare two builds)
 SMOKE=0
+OUT_NAME=latest        # report: bench/results/OUT_NAME.md and .svg
 
 usage() {
     sed -n '/^# ---- usage/,/^# ---- end/p' "$0" | sed '1d;$d;s/^# \{0,1\}//'
@@ -38,9 +40,12 @@ usage() {
 #   --rounds N           alternating rounds                      (default 3)
 #   --routes N           routes for the many-routes scenario     (default 10000)
 #   --swaps N            route changes per hot-swap run          (default 100)
+#   --plugin-swaps N     Wasm plugin uploads per plugin-swap run (default 20)
 #   --h2-streams N       h2load streams per connection           (default 10)
 #   --low-connections N  connections for the low-load latency runs (default 1)
-#   --only a,b,...       run only these scenarios (names: --list; plus low-load, hot-swap)
+#   --only a,b,...       run only these scenarios (names: --list; plus low-load, hot-swap,
+#                        plugin-swap)
+#   --out NAME           write bench/results/NAME.md and NAME.svg (default latest)
 #   --list               print the scenario list and exit
 #   --sluice-bin PATH    use a prebuilt sluice instead of building one
 #   --skip-install       do not apt-get missing tools
@@ -56,9 +61,9 @@ SCENARIOS=(
     "haproxy|h1|ok|HAProxy, http-reuse always"
     "sluice-10k|h1|ok|Sluice, ROUTES routes, traffic to one"
     "sluice-accesslog|h1|ok|Sluice plain, access log on (log level info)"
-    "sluice-noop-plugin|h1|todo:Wasm plugins are not wired into the gateway yet|Sluice + no-op Wasm plugin (all phases)"
-    "sluice-3plugins-miss|h1|todo:Wasm plugins are not wired into the gateway yet|Sluice + key-auth, limit-count, proxy-cache (miss)"
-    "sluice-3plugins-hit|h1|todo:Wasm plugins are not wired into the gateway yet|Sluice + key-auth, limit-count, proxy-cache (hit)"
+    "sluice-noop-plugin|h1|ok|Sluice + no-op Wasm plugin (all phases)"
+    "sluice-3plugins-miss|h1|todo:the key-auth, limit-count and proxy-cache plugins do not exist yet|Sluice + key-auth, limit-count, proxy-cache (miss)"
+    "sluice-3plugins-hit|h1|todo:the key-auth, limit-count and proxy-cache plugins do not exist yet|Sluice + key-auth, limit-count, proxy-cache (hit)"
     "sluice-tls|h1|todo:TLS termination is not in this build|Sluice, HTTPS"
     "nginx-tls|h1|todo:runs with sluice-tls (same certificate)|nginx, HTTPS"
     "sluice-h2c|h2c|ok|Sluice, h2c client side (h2load)"
@@ -66,8 +71,9 @@ SCENARIOS=(
     "haproxy-h2c|h2c|ok|HAProxy proto h2 (h2c), h2load"
     "sluice-h2-upstream|h2c|todo:HTTP/2 to upstreams is not in this build|Sluice, HTTP/2 upstream"
 )
-# Later: hot swap of Wasm plugins (20 uploads under load) and memory scale with 3 plugins
-# per route; see the TODO slots in hot_swap() and memory_scale().
+# Not scenarios but selectable with --only: low-load, hot-swap (route changes) and plugin-swap
+# (Wasm plugin uploads under load). Later: memory scale with 3 plugins per route (TODO slot in
+# memory_scale()).
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -80,6 +86,8 @@ while [[ $# -gt 0 ]]; do
         --rounds) ROUNDS=$2; shift 2 ;;
         --routes) ROUTES=$2; shift 2 ;;
         --swaps) SWAPS=$2; shift 2 ;;
+        --plugin-swaps) PLUGIN_SWAPS=$2; shift 2 ;;
+        --out) OUT_NAME=$2; shift 2 ;;
         --h2-streams) H2_STREAMS=$2; shift 2 ;;
         --low-connections) LOW_CONNECTIONS=$2; shift 2 ;;
         --only) ONLY=$2; shift 2 ;;
@@ -92,7 +100,7 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 if [[ $SMOKE == 1 ]]; then
-    DURATION=1s WARMUP=1s ROUNDS=1 ROUTES=200 SWAPS=10
+    DURATION=1s WARMUP=1s ROUNDS=1 ROUTES=200 SWAPS=10 PLUGIN_SWAPS=4
 fi
 
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -158,6 +166,7 @@ else
 fi
 UPSTREAM_BIN=$TARGET_DIR/release/bench-upstream
 [[ -x $SLUICE_BIN ]] || die "no sluice binary at $SLUICE_BIN"
+PLUGIN_DIR=$ROOT/target/plugins # where scripts/build-plugins.sh puts the components
 
 # ---------------------------------------------------------------- processes
 RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")
@@ -268,13 +277,13 @@ admin_put() { # NAME PATH JSON
     curl -fsS -o /dev/null -X PUT "http://${ADMIN[$1]}$2" -H "X-API-KEY: $ADMIN_KEY" -d "$3" ||
         die "admin PUT $2 on $1 failed"
 }
+upstream_json() { echo "{\"type\":\"roundrobin\",\"nodes\":{\"127.0.0.1:$P_UP\":1},\"keepalive_pool\":{\"size\":320}}"; }
 # Plain config: two equivalent upstream objects (the hot swap alternates them) and one route.
 start_sluice_plain() { # NAME LOG_LEVEL
-    local name=$1 up id
+    local name=$1 id
     start_sluice "$name" "$2"
     for id in bench-a bench-b; do
-        up="{\"type\":\"roundrobin\",\"nodes\":{\"127.0.0.1:$P_UP\":1},\"keepalive_pool\":{\"size\":320}}"
-        admin_put "$name" "/apisix/admin/upstreams/$id" "$up"
+        admin_put "$name" "/apisix/admin/upstreams/$id" "$(upstream_json)"
     done
     admin_put "$name" /apisix/admin/routes/1 '{"uri":"/*","upstream_id":"bench-a"}'
     URL[$name]="http://127.0.0.1:${PORT[$name]}/bench"
@@ -287,10 +296,43 @@ want() { # is scenario $1 selected by --only?
 }
 want_any() { local s; for s in "$@"; do want "$s" && return 0; done; return 1; }
 
+# Wasm plugins (noop: every phase, does nothing; add-header: sets a request header), built by
+# scripts/build-plugins.sh when missing.
+if want_any sluice-noop-plugin plugin-swap; then
+    if [[ ! -f $PLUGIN_DIR/noop.wasm || ! -f $PLUGIN_DIR/add-header.wasm ]]; then
+        log "building the Wasm plugins (scripts/build-plugins.sh, log: raw/build-plugins.log)"
+        "$ROOT/scripts/build-plugins.sh" >"$RAW/build-plugins.log" 2>&1 ||
+            die "building the plugins failed: $(tail -5 "$RAW/build-plugins.log")"
+    fi
+fi
+plugin_upload() { # NAME PLUGIN FILE: upload a Wasm component as plugin PLUGIN to instance NAME
+    curl -fsS -o /dev/null -X PUT "http://${ADMIN[$1]}/apisix/admin/wasm_plugins/$2" \
+        -H "X-API-KEY: $ADMIN_KEY" -H 'Content-Type: application/wasm' --data-binary "@$3" ||
+        die "uploading plugin $2 to $1 failed"
+}
+# One upstream and one route /* with one Wasm plugin enabled (CONFIG: its JSON config).
+start_sluice_plugin() { # NAME PLUGIN FILE CONFIG
+    local name=$1 plugin=$2 file=$3 conf=$4
+    start_sluice "$name" warn
+    plugin_upload "$name" "$plugin" "$file"
+    admin_put "$name" /apisix/admin/upstreams/bench-a "$(upstream_json)"
+    admin_put "$name" /apisix/admin/routes/1 \
+        "{\"uri\":\"/*\",\"upstream_id\":\"bench-a\",\"plugins\":{\"$plugin\":$conf}}"
+    URL[$name]="http://127.0.0.1:${PORT[$name]}/bench"
+    wait_http "${URL[$name]}" "$name" "${PID[$name]}"
+}
+
 # The plain instance also takes the hot swap and the low-load runs.
 if want_any sluice hot-swap; then start_sluice_plain sluice warn; fi
 if want sluice-h2c; then start_sluice_plain sluice-h2c warn; fi
 if want sluice-accesslog; then start_sluice_plain sluice-accesslog info; fi
+if want sluice-noop-plugin; then
+    start_sluice_plugin sluice-noop-plugin noop "$PLUGIN_DIR/noop.wasm" '{}'
+fi
+# The plugin-swap instance: plugin "swap" starts as noop; both noop and add-header take this config.
+if want plugin-swap; then
+    start_sluice_plugin sluice-plugin-swap swap "$PLUGIN_DIR/noop.wasm" '{"name":"x-bench","value":"1"}'
+fi
 
 # Memory scale on a fresh instance, growing to ROUTES routes; that instance is sluice-10k.
 memory_scale() {
@@ -403,7 +445,7 @@ for s in "${SCENARIOS[@]}"; do
     fi
     ACTIVE+=("$name|$proto")
 done
-[[ ${#ACTIVE[@]} -gt 0 ]] || want hot-swap || die "no scenario selected (see --list)"
+[[ ${#ACTIVE[@]} -gt 0 ]] || want_any hot-swap plugin-swap || die "no scenario selected (see --list)"
 
 log "warm-up: $WARMUP per contender"
 for a in "${ACTIVE[@]}"; do
@@ -460,9 +502,30 @@ hot_swap() {
         measure sluice h1 swap-routes "$RAW/hotswap-routes.r$r.txt"
         wait "$swap_pid" || log "  warning: swap client failed (raw/hotswap-admin.r$r.err)"
     done
-    # TODO(plugins): upload a new version of a Wasm plugin 20 times under load, same report.
 }
 if want hot-swap; then hot_swap; fi
+
+# Plugin hot swap: on its own instance (route /* with plugin "swap"), baseline runs alternate
+# with runs during which "swap" is re-uploaded PLUGIN_SWAPS times, alternately add-header and
+# noop (each upload a real change), spread over the run.
+plugin_swap() {
+    local r swap_pid name=sluice-plugin-swap
+    taskset -c "$CORES_LOAD" wrk -t"$LOAD_THREADS" -c"$CONNECTIONS" -d"$WARMUP" "${URL[$name]}" >/dev/null 2>&1 || true
+    for (( r = 1; r <= ROUNDS; r++ )); do
+        log "plugin swap round $r/$ROUNDS: baseline"
+        measure "$name" h1 plugin-baseline "$RAW/pluginswap-baseline.r$r.txt"
+        log "plugin swap round $r/$ROUNDS: $PLUGIN_SWAPS uploads of plugin \"swap\" under load"
+        taskset -c "$CORES_LOAD" python3 "$BENCH_DIR/lib/admin.py" plugin-swap --admin "${ADMIN[$name]}" \
+            --key "$ADMIN_KEY" --name swap --files "$PLUGIN_DIR/add-header.wasm,$PLUGIN_DIR/noop.wasm" \
+            --count "$PLUGIN_SWAPS" --over "$(python3 -c "print(max($DURATION_S - 1, 0.5) * 0.9)")" \
+            >"$RAW/pluginswap-admin.r$r.json" 2>"$RAW/pluginswap-admin.r$r.err" &
+        swap_pid=$!
+        PIDS+=("$swap_pid")
+        measure "$name" h1 plugin-swap "$RAW/pluginswap-uploads.r$r.txt"
+        wait "$swap_pid" || log "  warning: plugin upload client failed (raw/pluginswap-admin.r$r.err)"
+    done
+}
+if want plugin-swap; then plugin_swap; fi
 
 # ---------------------------------------------------------------- report
 {
@@ -472,8 +535,8 @@ if want hot-swap; then hot_swap; fi
     printf '"cores_proxy":"%s","cores_load":"%s","workers":%d,"load_threads":%d,' \
         "$CORES_PROXY" "$CORES_LOAD" "$WORKERS" "$LOAD_THREADS"
     printf '"low_connections":%d,' "$LOW_CONNECTIONS"
-    printf '"duration":"%s","connections":%d,"rounds":%d,"routes":%d,"swaps":%d,"h2_streams":%d,' \
-        "$DURATION" "$CONNECTIONS" "$ROUNDS" "$ROUTES" "$SWAPS" "$H2_STREAMS"
+    printf '"duration":"%s","connections":%d,"rounds":%d,"routes":%d,"swaps":%d,"plugin_swaps":%d,"h2_streams":%d,' \
+        "$DURATION" "$CONNECTIONS" "$ROUNDS" "$ROUTES" "$SWAPS" "$PLUGIN_SWAPS" "$H2_STREAMS"
     printf '"sluice_rev":"%s","nginx":"%s","haproxy":"%s","wrk":"%s","h2load":"%s","load_avg":"%s",' \
         "$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null)$(cd "$ROOT" && git diff --quiet HEAD -- gateway 2>/dev/null || echo '+dirty')" \
         "$(nginx -v 2>&1 | sed 's/.*\///')" "$(haproxy -v 2>/dev/null | awk 'NR==1 {print $3}')" \
@@ -492,5 +555,5 @@ if want hot-swap; then hot_swap; fi
     printf ']}\n'
 } >"$RAW/meta.json"
 
-python3 "$BENCH_DIR/lib/report.py" "$RAW" "$RESULTS/latest.md" "$RESULTS/latest.svg"
-log "wrote $RESULTS/latest.md and $RESULTS/latest.svg (raw outputs: $RAW)"
+python3 "$BENCH_DIR/lib/report.py" "$RAW" "$RESULTS/$OUT_NAME.md" "$RESULTS/$OUT_NAME.svg"
+log "wrote $RESULTS/$OUT_NAME.md and $RESULTS/$OUT_NAME.svg (raw outputs: $RAW)"

@@ -10,6 +10,10 @@
                    --count 100 --over SECONDS
       re-point one route alternately at the given upstream ids, COUNT times spread over SECONDS;
       prints one JSON line with the number of admin errors and the PUT latencies
+  admin.py plugin-swap --admin HOST:PORT --key KEY --name NAME --files a.wasm,b.wasm
+                   --count 20 --over SECONDS
+      re-upload the Wasm plugin NAME alternately from the given files, COUNT times spread over
+      SECONDS; prints the same JSON line as `swap`
 """
 import argparse
 import http.client
@@ -39,9 +43,10 @@ class Admin:
         self.host, self.port, self.key = host, int(port), key
         self.conn = None
 
-    def put(self, path, body):
-        data = json.dumps(body).encode()
-        headers = {"X-API-KEY": self.key, "Content-Type": "application/json"}
+    def put(self, path, body, content_type="application/json"):
+        """PUT a JSON value, or raw bytes with the given content type."""
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        headers = {"X-API-KEY": self.key, "Content-Type": content_type}
         for attempt in range(3):
             try:
                 if self.conn is None:
@@ -97,8 +102,9 @@ def put_routes(args):
         sys.exit(f"admin.py routes: {len(errors)} failed PUTs, first: {errors[0]}")
 
 
-def swap(args):
-    upstreams = args.upstreams.split(",")
+def timed_puts(args, make_put):
+    """Run make_put(n) -> (path, body, content_type) COUNT times spread over OVER seconds; print
+    one JSON line with the admin errors and the PUT latencies."""
     admin = Admin(args.admin, args.key)
     interval = args.over / args.count
     errors, latencies = 0, []
@@ -108,10 +114,10 @@ def swap(args):
         delay = target - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        body = {"uri": args.uri, "upstream_id": upstreams[n % len(upstreams)]}
+        path, body, content_type = make_put(n)
         t0 = time.monotonic()
         try:
-            admin.put(f"/apisix/admin/routes/{args.route_id}", body)
+            admin.put(path, body, content_type)
         except Exception as e:  # noqa: BLE001
             errors += 1
             print(f"swap {n}: {e}", file=sys.stderr)
@@ -126,6 +132,24 @@ def swap(args):
     }))
 
 
+def swap(args):
+    """Re-point a route alternately at the given upstream ids."""
+    upstreams = args.upstreams.split(",")
+    timed_puts(args, lambda n: (f"/apisix/admin/routes/{args.route_id}",
+                                {"uri": args.uri, "upstream_id": upstreams[n % len(upstreams)]},
+                                "application/json"))
+
+
+def plugin_swap(args):
+    """Re-upload a Wasm plugin alternately from the given component files."""
+    blobs = []
+    for path in args.files.split(","):
+        with open(path, "rb") as f:
+            blobs.append(f.read())
+    timed_puts(args, lambda n: (f"/apisix/admin/wasm_plugins/{args.name}",
+                                blobs[n % len(blobs)], "application/wasm"))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -133,7 +157,8 @@ def main():
     fp.add_argument("n", type=int)
     r = sub.add_parser("routes")
     s = sub.add_parser("swap")
-    for q in (r, s):
+    w = sub.add_parser("plugin-swap")
+    for q in (r, s, w):
         q.add_argument("--admin", required=True)
         q.add_argument("--key", required=True)
     r.add_argument("--upstream-port", type=int, required=True)
@@ -145,11 +170,17 @@ def main():
     s.add_argument("--upstreams", required=True)
     s.add_argument("--count", type=int, default=100)
     s.add_argument("--over", type=float, required=True)
+    w.add_argument("--name", required=True)
+    w.add_argument("--files", required=True)
+    w.add_argument("--count", type=int, default=20)
+    w.add_argument("--over", type=float, required=True)
     args = p.parse_args()
     if args.cmd == "free-ports":
         free_ports(args.n)
     elif args.cmd == "routes":
         put_routes(args)
+    elif args.cmd == "plugin-swap":
+        plugin_swap(args)
     else:
         swap(args)
 

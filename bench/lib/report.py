@@ -139,19 +139,31 @@ def main():
            for n in ("direct", "sluice", "nginx", "haproxy")}
     swap_base = aggregate([r for r in runs if r["label"] == "swap-baseline"])
     swap_load = aggregate([r for r in runs if r["label"] == "swap-routes"])
+    plugin_base = aggregate([r for r in runs if r["label"] == "plugin-baseline"])
+    plugin_load = aggregate([r for r in runs if r["label"] == "plugin-swap"])
     memory = read_jsonl(os.path.join(raw, "memory.jsonl"))
-    admin = []
-    for fn in sorted(os.listdir(raw)):
-        if fn.startswith("hotswap-admin") and fn.endswith(".json"):
-            with open(os.path.join(raw, fn)) as f:
-                text = f.read().strip()
-            if text:
-                admin.append(json.loads(text))
+    def admin_stats(prefix):  # the admin.py swap / plugin-swap summaries, one per round
+        out = []
+        for fn in sorted(os.listdir(raw)):
+            if fn.startswith(prefix) and fn.endswith(".json"):
+                with open(os.path.join(raw, fn)) as f:
+                    text = f.read().strip()
+                if text:
+                    out.append(json.loads(text))
+        return out
+    admin = admin_stats("hotswap-admin")
+    plugin_admin = admin_stats("pluginswap-admin")
 
     L = []
-    L.append("# Sluice benchmark: latest run\n")
+    report_name = os.path.splitext(os.path.basename(out_md))[0]
+    L.append("# Sluice benchmark: latest run\n" if report_name == "latest" else
+             f"# Sluice benchmark: `{report_name}` run (partial: see what it measured below)\n")
     L.append(f"- **Date:** {meta['date']}")
     L.append(f"- **Command:** `{meta['command'].strip()}`")
+    measured = [n for n in scen if agg[n]]
+    measured += [label for label, ran in [("low load", any(low.values())), ("hot swap", swap_load),
+                                          ("plugin swap", plugin_load), ("memory scale", memory)] if ran]
+    L.append(f"- **Measured in this run:** {', '.join(measured) or 'nothing'}")
     L.append(f"- **Machine:** {meta['cpu_model']}, {meta['nproc']} CPUs, Linux {meta['kernel']}; "
              f"load average at the end: {meta['load_avg']}")
     L.append(f"- **Placement:** proxy on CPUs `{meta['cores_proxy']}` with {meta['workers']} worker(s)/thread(s) "
@@ -209,7 +221,8 @@ def main():
         ("access log on / plain", "sluice-accesslog", "sluice"),
         ("h2c: Sluice / nginx", "sluice-h2c", "nginx-h2c"),
         ("h2c: Sluice / HAProxy", "sluice-h2c", "haproxy-h2c"),
-        ("plugins / plain", None, None),
+        ("noop plugin / plain", "sluice-noop-plugin", "sluice"),
+        ("3 plugins / plain", None, None),
     ]:
         if a is None:
             L.append(f"| {label} | *not available yet* | | |")
@@ -242,23 +255,39 @@ def main():
                      f"{fmt_lat(a['p999'])} | {add50} | {add99} | {fmt_num(a['cpu_us'], '.1f', ' µs')} |")
         L.append("")
 
-    L.append("## Hot swap under load\n")
-    if swap_base and swap_load:
-        swaps = sum(x["swaps"] for x in admin)
-        admin_err = sum(x["admin_errors"] for x in admin)
-        put_p50 = med([x["put_p50_us"] for x in admin])
-        L.append(f"Plain Sluice; in each swap run the route is re-pointed between two equivalent upstream "
-                 f"objects {meta['swaps']} times, spread over the run ({swaps} changes in all, {admin_err} "
-                 f"admin errors, median admin PUT {fmt_lat(put_p50)}). Baseline and swap runs alternate.\n")
+    def swap_table(base, load, label, stats):
+        changes = sum(x["swaps"] for x in stats)
+        admin_err = sum(x["admin_errors"] for x in stats)
+        put_p50 = med([x["put_p50_us"] for x in stats])
+        put_max = max((x["put_max_us"] for x in stats), default=None)
+        L.append(f"{changes} changes in all, {admin_err} admin errors, admin PUT median {fmt_lat(put_p50)}, "
+                 f"max {fmt_lat(put_max)}. Baseline and change runs alternate.\n")
         L.append("| Run | req/s | p50 | p99 | p99.9 | failed requests |")
         L.append("|---|---:|---:|---:|---:|---:|")
-        for label, a in [("baseline (no changes)", swap_base), (f"{meta['swaps']} route changes", swap_load)]:
-            L.append(f"| {label} | {fmt_rps(a['rps'])} | {fmt_lat(a['p50'])} | {fmt_lat(a['p99'])} | "
-                     f"{fmt_lat(a['p999'])} | {a['errors']:,} |")
-        L.append(f"| Wasm plugin upload ×20 | *not available yet* (Wasm plugins are not wired in) | | | | |")
+        for name, a in [("baseline (no changes)", base), (label, load)]:
+            errs = "—" if a["errors"] is None else f"{a['errors']:,}"
+            L.append(f"| {name} | {fmt_rps(a['rps'])} | {fmt_lat(a['p50'])} | {fmt_lat(a['p99'])} | "
+                     f"{fmt_lat(a['p999'])} | {errs} |")
+        errs = "—" if load["errors"] is None else f"{load['errors']:,}"
         L.append("")
-        L.append(f"p99 during changes / baseline: {ratio(swap_load['p99'], swap_base['p99'])}; "
-                 f"failed requests during changes: **{swap_load['errors']:,}** (goal 0).\n")
+        L.append(f"p99 during changes / baseline: {ratio(load['p99'], base['p99'])}; "
+                 f"failed requests during changes: **{errs}** (goal 0).\n")
+
+    L.append("## Hot swap under load\n")
+    L.append("### Route changes\n")
+    if swap_base and swap_load:
+        L.append(f"Plain Sluice; in each swap run the route is re-pointed between two equivalent upstream "
+                 f"objects {meta['swaps']} times, spread over the run.")
+        swap_table(swap_base, swap_load, f"{meta['swaps']} route changes", admin)
+    else:
+        L.append("*not run*\n")
+    L.append("### Wasm plugin uploads\n")
+    if plugin_base and plugin_load:
+        L.append(f"Sluice with one route using the Wasm plugin `swap` (config "
+                 f"`{{\"name\":\"x-bench\",\"value\":\"1\"}}`); in each swap run `swap` is re-uploaded "
+                 f"{meta['plugin_swaps']} times through the admin API, alternately `add-header.wasm` and "
+                 f"`noop.wasm`, spread over the run. Each upload is compiled by the gateway on the proxy's CPUs.")
+        swap_table(plugin_base, plugin_load, f"{meta['plugin_swaps']} plugin uploads", plugin_admin)
     else:
         L.append("*not run*\n")
 
@@ -281,8 +310,8 @@ def main():
             L.append("")
             L.append(f"Per-route cost, 1 → 1,000 routes: {(by[1000] - by[1]) / 999:.2f} KiB.")
         L.append("")
-        L.append("With 3 Wasm plugins per route (distinct configs): *not available yet* (Wasm plugins are not "
-                 "wired in).\n")
+        L.append("With 3 Wasm plugins per route (distinct configs): *not available yet* (those plugins "
+                 "do not exist yet).\n")
     else:
         L.append("*not run*\n")
 

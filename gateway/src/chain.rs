@@ -28,6 +28,12 @@ impl PluginChain {
         PluginChain { entries }
     }
 
+    /// One chain running every entry of `chains`, re-sorted by priority. Global rules use this: two
+    /// rules may configure the same plugin, and both configs must run.
+    pub fn merge(chains: Vec<PluginChain>) -> Self {
+        PluginChain::new(chains.into_iter().flat_map(|c| c.entries).collect())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

@@ -364,9 +364,18 @@ async fn global_rules_apply_to_every_route() {
         json!({"plugins": {"add-header": {"name": "x-global", "value": "1"}}}),
     )
     .await;
+    // A second rule configuring the same plugin runs too, rather than replacing the first.
+    gw.put_ok(
+        "global_rules",
+        "g2",
+        json!({"plugins": {"add-header": {"name": "x-global-2", "value": "2"}}}),
+    )
+    .await;
     for path in ["/one", "/two"] {
         gw.get(path).await;
-        assert_eq!(a.last().unwrap().header("x-global"), Some("1"), "{path}");
+        let seen = a.last().unwrap();
+        assert_eq!(seen.header("x-global"), Some("1"), "{path}");
+        assert_eq!(seen.header("x-global-2"), Some("2"), "{path}");
     }
     assert_eq!(gw.get("/none").await.status, 404);
 }

@@ -2,7 +2,7 @@
 
 use super::write::{commit, Change};
 use super::{AdminError, AdminState};
-use crate::config::{common_check_id, ResourceKind};
+use crate::config::ResourceKind;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -39,50 +39,7 @@ fn envelope(kind: ResourceKind, id: &str, value: Value) -> Value {
     json!({ "key": kind.key(id), "value": value })
 }
 
-/// Fills or checks the id inside the body against the one in the path.
-fn reconcile_id(kind: ResourceKind, id: &str, value: &mut Value) -> Result<(), AdminError> {
-    common_check_id(id).map_err(|e| AdminError::bad_request(e.to_string()))?;
-    let field = if kind == ResourceKind::Consumers {
-        "username"
-    } else {
-        "id"
-    };
-    let Some(obj) = value.as_object_mut() else {
-        return Ok(());
-    };
-    match obj.get(field) {
-        None => {
-            obj.insert(field.into(), Value::from(id));
-        }
-        Some(v) => {
-            let body_id = match v {
-                Value::String(s) => s.clone(),
-                Value::Number(n) => n.to_string(),
-                other => {
-                    return Err(AdminError::bad_request(format!(
-                        "{field}: expected a string, got {other}"
-                    )))
-                }
-            };
-            if body_id != id {
-                return Err(AdminError::bad_request(format!(
-                    "wrong {field}: the body says {body_id:?} but the path says {id:?}"
-                )));
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn store_put(
-    state: &AdminState,
-    kind: ResourceKind,
-    id: &str,
-    mut value: Value,
-) -> AdminResult {
-    reconcile_id(kind, id, &mut value)?;
-    kind.check_shape(&value)
-        .map_err(|e| AdminError::bad_request(e.to_string()))?;
+async fn store_put(state: &AdminState, kind: ResourceKind, id: &str, value: Value) -> AdminResult {
     let (stored, existed) = commit(state, kind, id, Change::Put(value)).await?;
     let status = if existed {
         StatusCode::OK
@@ -155,14 +112,8 @@ pub async fn patch(
 ) -> AdminResult {
     let kind = kind_of(&res)?;
     let patch = json_object(&body)?;
-    let current = state.live.load();
-    let existing = current
-        .config
-        .get(kind, &id)
-        .ok_or_else(|| AdminError::not_found(format!("{} {id:?} not found", kind.noun())))?;
-    let mut merged = (**existing).clone();
-    json_patch::merge(&mut merged, &patch);
-    store_put(&state, kind, &id, merged).await
+    let (stored, _) = commit(&state, kind, &id, Change::Patch(patch)).await?;
+    Ok(Json(envelope(kind, &id, stored.unwrap_or_default())).into_response())
 }
 
 pub async fn delete(

@@ -1,7 +1,7 @@
 //! The one path every admin write takes: candidate snapshot → durable store → live swap.
 
 use super::{AdminError, AdminState};
-use crate::config::ResourceKind;
+use crate::config::{common_check_id, ResourceKind};
 use crate::snapshot::{ConfigSet, Snapshot};
 use crate::store::StoreOp;
 use serde_json::Value;
@@ -31,7 +31,53 @@ pub async fn build_candidate(
 
 pub enum Change {
     Put(Value),
+    /// A JSON merge patch, applied to the stored object under the write lock so that two concurrent
+    /// PATCHes of one object both take effect.
+    Patch(Value),
     Delete,
+}
+
+/// Fills or checks the id inside the body against the one in the path.
+pub fn reconcile_id(kind: ResourceKind, id: &str, value: &mut Value) -> Result<(), AdminError> {
+    common_check_id(id).map_err(|e| AdminError::bad_request(e.to_string()))?;
+    let field = if kind == ResourceKind::Consumers {
+        "username"
+    } else {
+        "id"
+    };
+    let Some(obj) = value.as_object_mut() else {
+        return Ok(());
+    };
+    match obj.get(field) {
+        None => {
+            obj.insert(field.into(), Value::from(id));
+        }
+        Some(v) => {
+            let body_id = match v {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                other => {
+                    return Err(AdminError::bad_request(format!(
+                        "{field}: expected a string, got {other}"
+                    )))
+                }
+            };
+            if body_id != id {
+                return Err(AdminError::bad_request(format!(
+                    "wrong {field}: the body says {body_id:?} but the path says {id:?}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The shape checks every stored document passes: id agreement and the resource's schema.
+fn checked(kind: ResourceKind, id: &str, mut value: Value) -> Result<Value, AdminError> {
+    reconcile_id(kind, id, &mut value)?;
+    kind.check_shape(&value)
+        .map_err(|e| AdminError::bad_request(e.to_string()))?;
+    Ok(value)
 }
 
 /// Applies one change. Returns the value as stored (for puts) and whether the object existed before.
@@ -45,8 +91,21 @@ pub async fn commit(
     let current = state.live.load();
     let existed = current.config.get(kind, id).is_some();
     let mut config = current.config.clone();
-    let (op, stored) = match change {
-        Change::Delete => {
+    // The document to store, or `None` for a delete.
+    let document = match change {
+        Change::Patch(patch) => {
+            let existing = current.config.get(kind, id).ok_or_else(|| {
+                AdminError::not_found(format!("{} {id:?} not found", kind.noun()))
+            })?;
+            let mut merged = (**existing).clone();
+            json_patch::merge(&mut merged, &patch);
+            Some(merged)
+        }
+        Change::Put(value) => Some(value),
+        Change::Delete => None,
+    };
+    let (op, stored) = match document {
+        None => {
             if !existed {
                 return Err(AdminError::not_found(format!(
                     "{} {id:?} not found",
@@ -69,7 +128,8 @@ pub async fn commit(
                 None,
             )
         }
-        Change::Put(mut value) => {
+        Some(value) => {
+            let mut value = checked(kind, id, value)?;
             let now = now_secs();
             let created = current
                 .config

@@ -33,6 +33,9 @@ pub struct IdleTimeout<B> {
     last_progress: Instant,
     sleep: Pin<Box<Sleep>>,
     finished: Option<oneshot::Sender<()>>,
+    /// The clock starts at the first poll, not at construction: time spent resolving, connecting and
+    /// retrying before the body is first wanted is not a stalled body.
+    polled: bool,
 }
 
 impl<B: Body + Unpin> IdleTimeout<B> {
@@ -44,6 +47,7 @@ impl<B: Body + Unpin> IdleTimeout<B> {
             last_progress: now,
             sleep: Box::pin(tokio::time::sleep_until(now + timeout)),
             finished: None,
+            polled: false,
         }
     }
 
@@ -72,6 +76,12 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = &mut *self;
+        if !this.polled {
+            this.polled = true;
+            this.last_progress = Instant::now();
+            let deadline = this.last_progress + this.timeout;
+            this.sleep.as_mut().reset(deadline);
+        }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 // Only remember the time; the timer is re-armed lazily when it fires, which keeps the

@@ -10,6 +10,7 @@
 use super::body::{upstream_body, IdleTimeout, UpstreamRequestBody};
 use super::error::ProxyError;
 use super::headers::upstream_host;
+use crate::balancer::Balancer;
 use crate::upstream::{ConnPool, Dns, PooledConn, Timeouts, UpstreamRuntime};
 use http::header::{HeaderValue, HOST};
 use http::request::Parts;
@@ -92,14 +93,13 @@ impl Forward<'_> {
             }
             let mut fresh_only = false;
             loop {
-                let t0 = Instant::now();
-                up.balancer.on_start(idx);
+                let flight = InFlight::start(&up.balancer, idx);
                 let conn = match connect(&up.pool, addr, idx, self.timeouts.connect, fresh_only)
                     .await
                 {
                     Ok(c) => c,
                     Err(e) => {
-                        up.balancer.on_finish(idx, t0.elapsed(), false);
+                        flight.finish(false);
                         tracing::warn!(upstream = %up.name, node = %addr, error = ?e, "upstream connect failed");
                         last = e;
                         break;
@@ -108,18 +108,18 @@ impl Forward<'_> {
                 let reused = conn.reused;
                 match send(&up.pool, conn, request, read_timer.as_mut()).await {
                     Attempt::Done(ex) => {
-                        up.balancer.on_finish(idx, t0.elapsed(), true);
+                        flight.finish(true);
                         return Ok(ex);
                     }
                     Attempt::Fatal(error) => {
-                        up.balancer.on_finish(idx, t0.elapsed(), false);
+                        flight.finish(false);
                         return Err(Failed {
                             error,
                             node: Some(addr),
                         });
                     }
                     Attempt::Unsent(back, error) => {
-                        up.balancer.on_finish(idx, t0.elapsed(), false);
+                        flight.finish(false);
                         request = back;
                         last = error;
                         if reused && !fresh_only {
@@ -135,6 +135,43 @@ impl Forward<'_> {
             error: last,
             node: last_node,
         })
+    }
+}
+
+/// Pairs the balancer's `on_start` with exactly one `on_finish`, also when the request future is
+/// dropped mid-exchange (the client went away): otherwise least_conn/ewma would count that request
+/// as in flight forever and starve the node.
+struct InFlight<'a> {
+    balancer: &'a Balancer,
+    idx: usize,
+    started: Instant,
+    finished: bool,
+}
+
+impl<'a> InFlight<'a> {
+    fn start(balancer: &'a Balancer, idx: usize) -> Self {
+        balancer.on_start(idx);
+        InFlight {
+            balancer,
+            idx,
+            started: Instant::now(),
+            finished: false,
+        }
+    }
+
+    fn finish(mut self, ok: bool) {
+        self.finished = true;
+        self.balancer
+            .on_finish(self.idx, self.started.elapsed(), ok);
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.balancer
+                .on_finish(self.idx, self.started.elapsed(), false);
+        }
     }
 }
 

@@ -125,6 +125,8 @@ pub struct PhasedBody {
     chains: Chains,
     state: RequestState,
     filter: bool,
+    /// `body_filter` has seen the end of the stream (so it runs exactly once with `end_of_stream`).
+    filtered_end: bool,
 }
 
 impl PhasedBody {
@@ -135,6 +137,7 @@ impl PhasedBody {
             chains,
             state,
             filter,
+            filtered_end: false,
         }
     }
 
@@ -173,6 +176,7 @@ impl http_body::Body for PhasedBody {
             Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                 Ok(data) => {
                     let end = http_body::Body::is_end_stream(&this.inner);
+                    this.filtered_end |= end;
                     match this.filter_chunk(data, end) {
                         Ok(out) => Poll::Ready(Some(Ok(http_body::Frame::data(out)))),
                         // The head is already sent: all we can do is cut the stream.
@@ -181,6 +185,18 @@ impl http_body::Body for PhasedBody {
                 }
                 Err(frame) => Poll::Ready(Some(Ok(frame))),
             },
+            // Chunked and close-delimited bodies only say "done" after the last chunk: give the
+            // plugins one final, empty chunk marked as the end, so buffering filters can flush.
+            Poll::Ready(None) if !this.filtered_end => {
+                this.filtered_end = true;
+                match this.filter_chunk(bytes::Bytes::new(), true) {
+                    Ok(out) if !out.is_empty() => {
+                        Poll::Ready(Some(Ok(http_body::Frame::data(out))))
+                    }
+                    Ok(_) => Poll::Ready(None),
+                    Err(Faulted) => Poll::Ready(Some(Err("body_filter plugin failed".into()))),
+                }
+            }
             other => other,
         }
     }

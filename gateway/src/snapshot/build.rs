@@ -41,7 +41,7 @@ struct Builder<'a> {
     previous: Option<&'a Snapshot>,
     catalog: &'a Catalog,
     upstreams: HashMap<String, Arc<UpstreamRuntime>>,
-    /// Chains built only to validate (services, plugin configs, single global rules), kept until the
+    /// Chains built only to validate (services, plugin configs), kept until the
     /// build ends so that routes using the same configs reuse them instead of configuring again.
     validated: Vec<PluginChain>,
 }
@@ -157,13 +157,11 @@ impl Snapshot {
             plugin_configs.insert(id.clone(), pc.plugins);
         }
 
-        let mut global_plugins = Plugins::new();
+        let mut global_chains = Vec::new();
         for (id, v) in config.objects(ResourceKind::GlobalRules) {
             let ctx = in_resource(ResourceKind::GlobalRules, id);
             let rule: GlobalRule = parse_resource(v).map_err(&ctx)?;
-            let chain = b.chain(&rule.plugins).map_err(&ctx)?;
-            b.validated.push(chain);
-            global_plugins.extend(rule.plugins);
+            global_chains.push(b.chain(&rule.plugins).map_err(&ctx)?);
         }
 
         for (id, v) in config.objects(ResourceKind::Consumers) {
@@ -263,10 +261,7 @@ impl Snapshot {
             });
         }
         let router = Router::build(specs).map_err(|e| ConfigError::new(e.to_string()))?;
-        let global_chain = Arc::new(
-            b.chain(&global_plugins)
-                .map_err(|e| ConfigError::new(format!("global rules: {}", e.0)))?,
-        );
+        let global_chain = Arc::new(PluginChain::merge(global_chains));
         Ok(Snapshot {
             config,
             router,
