@@ -435,3 +435,34 @@ async fn broken_upstream_responses_are_502() {
         "gateway still healthy"
     );
 }
+
+/// An upstream that accepts the connection but never reads: the request body stalls inside the
+/// gateway's writes, where nothing polls the body, and `timeout.send` must still end the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_stops_reading_the_body_gets_a_504_after_the_send_timeout() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().take(2).flatten().collect();
+        std::thread::sleep(Duration::from_secs(30));
+        drop(held);
+    });
+    let gw = gateway().start().await;
+    route(
+        &gw,
+        json!({"nodes": {addr.to_string(): 1}, "retries": 0,
+               "timeout": {"connect": 1, "send": 1, "read": 30}}),
+    )
+    .await;
+    let started = Instant::now();
+    let body = reqwest::Body::wrap_stream(pattern_stream::<std::io::Error>(256 << 20));
+    let outcome = try_send(gw.request(reqwest::Method::POST, "/f").body(body)).await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "the request hung for {took:?}"
+    );
+    if let Ok(r) = outcome {
+        assert_eq!(r.status, 504, "{}", r.text());
+    }
+}

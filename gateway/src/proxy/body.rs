@@ -25,12 +25,41 @@ pub type UpstreamRequestBody = UnsyncBoxBody<Bytes, BoxError>;
 #[error("no body data for {0:?}")]
 pub struct BodyTimeout(pub Duration);
 
+/// When a body last moved, shared with the proxy: while hyper is blocked writing to an upstream that
+/// stopped reading, it does not poll the body at all, so only an outside watcher can notice the stall.
+#[derive(Clone)]
+pub struct Progress(std::sync::Arc<ProgressInner>);
+
+struct ProgressInner {
+    base: Instant,
+    /// Nanoseconds after `base` of the last progress.
+    last: std::sync::atomic::AtomicU64,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Progress(std::sync::Arc::new(ProgressInner {
+            base: Instant::now(),
+            last: std::sync::atomic::AtomicU64::new(0),
+        }))
+    }
+
+    fn touch(&self) {
+        let ns = u64::try_from(self.0.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.0.last.store(ns, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn last(&self) -> Instant {
+        self.0.base + Duration::from_nanos(self.0.last.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
 /// Fails a body stream that makes no progress for `timeout`; optionally tells a waiter when the stream
 /// has ended (the proxy starts the response `read` timer only once the request is fully sent).
 pub struct IdleTimeout<B> {
     inner: B,
     timeout: Duration,
-    last_progress: Instant,
+    progress: Progress,
     sleep: Pin<Box<Sleep>>,
     finished: Option<oneshot::Sender<()>>,
     /// The clock starts at the first poll, not at construction: time spent resolving, connecting and
@@ -44,11 +73,16 @@ impl<B: Body + Unpin> IdleTimeout<B> {
         IdleTimeout {
             inner,
             timeout,
-            last_progress: now,
+            progress: Progress::new(),
             sleep: Box::pin(tokio::time::sleep_until(now + timeout)),
             finished: None,
             polled: false,
         }
+    }
+
+    /// A handle on when the body last moved.
+    pub fn progress(&self) -> Progress {
+        self.progress.clone()
     }
 
     /// Returns a receiver that completes when the stream has been read to its end (or is dropped).
@@ -78,15 +112,15 @@ where
         let this = &mut *self;
         if !this.polled {
             this.polled = true;
-            this.last_progress = Instant::now();
-            let deadline = this.last_progress + this.timeout;
+            this.progress.touch();
+            let deadline = this.progress.last() + this.timeout;
             this.sleep.as_mut().reset(deadline);
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 // Only remember the time; the timer is re-armed lazily when it fires, which keeps the
                 // per-chunk cost to one clock read.
-                this.last_progress = Instant::now();
+                this.progress.touch();
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
@@ -100,7 +134,7 @@ where
                 if this.sleep.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
-                let deadline = this.last_progress + this.timeout;
+                let deadline = this.progress.last() + this.timeout;
                 if Instant::now() >= deadline {
                     return Poll::Ready(Some(Err(Box::new(BodyTimeout(this.timeout)))));
                 }

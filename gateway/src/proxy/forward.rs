@@ -52,10 +52,26 @@ impl Forward<'_> {
         let up = self.upstream;
         let mut body = IdleTimeout::new(body, self.timeouts.send);
         let body_sent = body.notify_end();
-        // The read timeout counts from the moment the request body is fully handed to the upstream.
-        let read = self.timeouts.read;
+        let progress = body.progress();
+        let (send_idle, read) = (self.timeouts.send, self.timeouts.read);
+        // One timer for the whole exchange once a connection is up. While the request body streams, no
+        // progress for `send` is a timeout (checked from outside the body: an upstream that stops
+        // reading blocks hyper's writes, and then nothing polls the body). Once the body is fully sent,
+        // the response head must come within `read`.
         let read_timer = async move {
-            let _ = body_sent.await;
+            let watch_from = Instant::now();
+            tokio::pin!(body_sent);
+            loop {
+                let deadline = progress.last().max(watch_from) + send_idle;
+                tokio::select! {
+                    _ = &mut body_sent => break,
+                    () = tokio::time::sleep_until(deadline) => {
+                        if progress.last().max(watch_from) + send_idle <= Instant::now() {
+                            return;
+                        }
+                    }
+                }
+            }
             tokio::time::sleep(read).await;
         };
         tokio::pin!(read_timer);
