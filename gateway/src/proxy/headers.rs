@@ -70,7 +70,10 @@ pub fn upstream_host(
     client_host: Option<&HeaderValue>,
 ) -> Option<HeaderValue> {
     match up.pass_host {
-        PassHost::Pass => client_host.cloned(),
+        // HTTP/1.1 requires a Host; an HTTP/1.0 client may have sent none, so fall back to the node.
+        PassHost::Pass => client_host
+            .cloned()
+            .or_else(|| HeaderValue::from_str(&node.authority()).ok()),
         PassHost::Rewrite => up.upstream_host.clone(),
         PassHost::Node => {
             let default_port = if up.source.get("scheme").and_then(|s| s.as_str()) == Some("https")
@@ -108,6 +111,20 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn pass_host_falls_back_to_the_node_when_the_client_sent_none() {
+        let json = serde_json::json!({"nodes": {"127.0.0.1:8080": 1}});
+        let up: crate::config::Upstream = crate::config::parse_resource(&json).unwrap();
+        let rt = UpstreamRuntime::build("t".into(), &up, json).unwrap();
+        let node = &rt.nodes[0];
+        let client = HeaderValue::from_static("example.com");
+        assert_eq!(
+            upstream_host(&rt, node, Some(&client)).unwrap(),
+            "example.com"
+        );
+        assert_eq!(upstream_host(&rt, node, None).unwrap(), "127.0.0.1:8080");
     }
 
     #[test]

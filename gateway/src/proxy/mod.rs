@@ -229,8 +229,18 @@ fn respond(
         None => resp,
         Some((chains, mut st)) => {
             let resp = if chains.implements(Phase::HeaderFilter) {
-                phases::filter_response(&chains, &mut st, resp)
-                    .unwrap_or_else(|phases::Faulted| ProxyError::PluginFailed.to_response())
+                match phases::filter_response(&chains, &mut st, resp) {
+                    Ok(r) => r,
+                    Err(phases::Faulted) => {
+                        let r = ProxyError::PluginFailed.to_response();
+                        // Later phases (log) must see what the client got, not the upstream's answer.
+                        st.response = Some(crate::plugin::ResponseState::new(
+                            r.status(),
+                            r.headers().clone(),
+                        ));
+                        r
+                    }
+                }
             } else {
                 resp
             };
