@@ -39,7 +39,12 @@ fn envelope(kind: ResourceKind, id: &str, value: Value) -> Value {
     json!({ "key": kind.key(id), "value": value })
 }
 
-async fn store_put(state: &AdminState, kind: ResourceKind, id: &str, value: Value) -> AdminResult {
+async fn store_put(
+    state: &Arc<AdminState>,
+    kind: ResourceKind,
+    id: &str,
+    value: Value,
+) -> AdminResult {
     let (stored, existed) = commit(state, kind, id, Change::Put(value)).await?;
     let status = if existed {
         StatusCode::OK

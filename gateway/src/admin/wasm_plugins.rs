@@ -86,6 +86,15 @@ pub async fn upload(
             )));
         }
     }
+    // On its own task, so a client that disconnects cannot stop the swap between "installed" and
+    // "stored" (see `write::commit`).
+    let state = Arc::clone(&state);
+    tokio::spawn(async move { install(&state, name, body).await })
+        .await
+        .map_err(|e| AdminError::internal(format!("the upload task failed: {e}")))?
+}
+
+async fn install(state: &AdminState, name: String, body: Bytes) -> AdminResult {
     let _guard = state.write_lock.lock().await;
     let catalog = Arc::clone(&state.catalog);
     let (n, bytes) = (name.clone(), body.clone());
@@ -94,7 +103,7 @@ pub async fn upload(
         .map_err(|e| AdminError::internal(format!("loading the plugin failed: {e}")))?
         .map_err(|e| AdminError::bad_request(e.to_string()))?;
 
-    for (kind, id, conf) in users(&state, &name) {
+    for (kind, id, conf) in users(state, &name) {
         if kind == ResourceKind::Consumers {
             continue;
         }
@@ -117,15 +126,15 @@ pub async fn upload(
             state.catalog.registry().remove(&name);
         }
     };
-    let next = match build_candidate(&state, current.config.clone(), &current).await {
+    let next = match build_candidate(state, current.config.clone(), &current).await {
         Ok(n) => n,
         Err(e) => {
-            rollback(&state);
+            rollback(state);
             return Err(e);
         }
     };
     if let Err(e) = state.store.put_plugin(&name, &body).await {
-        rollback(&state);
+        rollback(state);
         return Err(AdminError::internal(format!(
             "storing the plugin failed: {e}"
         )));

@@ -81,7 +81,23 @@ fn checked(kind: ResourceKind, id: &str, mut value: Value) -> Result<Value, Admi
 }
 
 /// Applies one change. Returns the value as stored (for puts) and whether the object existed before.
+/// Runs [`apply`] on its own task: if the admin client disconnects mid-write, hyper drops the handler's
+/// future, and a write cut off between "stored" and "swapped live" would leave the store ahead of
+/// what is serving. A spawned task always finishes what it started.
 pub async fn commit(
+    state: &Arc<AdminState>,
+    kind: ResourceKind,
+    id: &str,
+    change: Change,
+) -> Result<(Option<Value>, bool), AdminError> {
+    let state = Arc::clone(state);
+    let id = id.to_string();
+    tokio::spawn(async move { apply(&state, kind, &id, change).await })
+        .await
+        .map_err(|e| AdminError::internal(format!("the write task failed: {e}")))?
+}
+
+async fn apply(
     state: &AdminState,
     kind: ResourceKind,
     id: &str,
