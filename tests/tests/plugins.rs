@@ -5,6 +5,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use support::*;
 
+/// PUT route `id` on `uri` to origin `a` with this `plugins` map.
+async fn plugin_route(gw: &Gateway, id: &str, uri: &str, a: &Origin, plugins: Value) {
+    gw.put_ok(
+        "routes",
+        id,
+        json!({"uri": uri, "upstream": upstream(&[a]), "plugins": plugins}),
+    )
+    .await;
+}
+
 async fn with_plugin(name: &str, fixture: &str) -> Gateway {
     let gw = gateway().start().await;
     gw.upload_plugin(name, plugin_wasm(fixture)).await.ok();
@@ -15,11 +25,12 @@ async fn with_plugin(name: &str, fixture: &str) -> Gateway {
 async fn uploaded_plugin_runs_on_the_routes_that_enable_it() {
     let a = origin("a").start();
     let gw = with_plugin("add-header", "add-header").await;
-    gw.put_ok(
-        "routes",
+    plugin_route(
+        &gw,
         "with",
-        json!({"uri": "/with", "upstream": upstream(&[&a]),
-        "plugins": {"add-header": {"name": "x-added", "value": "yes"}}}),
+        "/with",
+        &a,
+        json!({"add-header": {"name": "x-added", "value": "yes"}}),
     )
     .await;
     gw.put_ok(
@@ -48,11 +59,12 @@ async fn uploaded_plugin_runs_on_the_routes_that_enable_it() {
 async fn respond_from_access_never_reaches_the_upstream() {
     let a = origin("a").start();
     let gw = with_plugin("phases", "phases").await;
-    gw.put_ok(
-        "routes",
+    plugin_route(
+        &gw,
         "1",
-        json!({"uri": "/p/*", "upstream": upstream(&[&a]),
-        "plugins": {"phases": {"header": "x-set", "value": "v"}}}),
+        "/p/*",
+        &a,
+        json!({"phases": {"header": "x-set", "value": "v"}}),
     )
     .await;
     let denied = send(
@@ -168,11 +180,12 @@ async fn plugin_config_is_validated_by_the_plugin_on_write() {
 async fn bad_uploads_are_rejected_and_the_old_version_keeps_serving() {
     let a = origin("a").start();
     let gw = with_plugin("add-header", "add-header").await;
-    gw.put_ok(
-        "routes",
+    plugin_route(
+        &gw,
         "1",
-        json!({"uri": "/", "upstream": upstream(&[&a]),
-        "plugins": {"add-header": {"name": "x-v", "value": "1"}}}),
+        "/",
+        &a,
+        json!({"add-header": {"name": "x-v", "value": "1"}}),
     )
     .await;
     let good = plugin_wasm("add-header");
@@ -285,11 +298,12 @@ async fn fail_open_skips_a_faulting_plugin_and_disable_skips_it_entirely() {
     let gw = with_plugin("faults", "faults").await;
     faulty_route(&gw, &a, "open", "access", "trap", true).await;
     assert_eq!(gw.get("/open").await.status, 200);
-    gw.put_ok(
-        "routes",
+    plugin_route(
+        &gw,
         "off",
-        json!({"uri": "/off", "upstream": upstream(&[&a]),
-        "plugins": {"faults": {"phase": "access", "fault": "trap", "_meta": {"disable": true}}}}),
+        "/off",
+        &a,
+        json!({"faults": {"phase": "access", "fault": "trap", "_meta": {"disable": true}}}),
     )
     .await;
     assert_eq!(gw.get("/off").await.status, 200);
@@ -301,7 +315,7 @@ async fn fail_open_skips_a_faulting_plugin_and_disable_skips_it_entirely() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plugins_run_in_priority_order_and_merge_global_service_and_route() {
+async fn plugins_run_in_priority_order_and_service_and_route_plugins_merge() {
     let a = origin("a").start();
     let gw = gateway().start().await;
     for name in ["first", "second"] {
@@ -384,11 +398,12 @@ async fn global_rules_apply_to_every_route() {
 async fn a_plugin_in_use_cannot_be_deleted() {
     let a = origin("a").start();
     let gw = with_plugin("add-header", "add-header").await;
-    gw.put_ok(
-        "routes",
+    plugin_route(
+        &gw,
         "1",
-        json!({"uri": "/", "upstream": upstream(&[&a]),
-        "plugins": {"add-header": {"name": "x", "value": "1"}}}),
+        "/",
+        &a,
+        json!({"add-header": {"name": "x", "value": "1"}}),
     )
     .await;
     let r = gw.admin().delete("wasm_plugins", "add-header").await;
@@ -414,11 +429,12 @@ async fn hot_swap_under_load_drops_no_request() {
     let a = origin("a").start();
     let gw = gateway().start().await;
     gw.upload_plugin("swap", plugin_wasm("noop")).await.ok();
-    gw.put_ok(
-        "routes",
+    plugin_route(
+        &gw,
         "1",
-        json!({"uri": "/", "upstream": upstream(&[&a]),
-        "plugins": {"swap": {"name": "x-swapped", "value": "yes"}}}),
+        "/",
+        &a,
+        json!({"swap": {"name": "x-swapped", "value": "yes"}}),
     )
     .await;
     let stop = Arc::new(AtomicBool::new(false));
@@ -470,11 +486,12 @@ async fn hot_swap_under_load_drops_no_request() {
 async fn plugins_survive_a_restart_without_recompiling() {
     let a = origin("a").start();
     let mut gw = with_plugin("add-header", "add-header").await;
-    gw.put_ok(
-        "routes",
+    plugin_route(
+        &gw,
         "1",
-        json!({"uri": "/", "upstream": upstream(&[&a]),
-        "plugins": {"add-header": {"name": "x-after", "value": "restart"}}}),
+        "/",
+        &a,
+        json!({"add-header": {"name": "x-after", "value": "restart"}}),
     )
     .await;
     gw.restart().await;
@@ -493,11 +510,12 @@ async fn plugins_survive_a_restart_without_recompiling() {
 async fn body_filter_rewrites_the_streamed_body_and_log_runs_after_the_response() {
     let a = origin("a").body("hello from the origin").start();
     let gw = with_plugin("phases", "phases").await;
-    gw.put_ok(
-        "routes",
+    plugin_route(
+        &gw,
         "1",
-        json!({"uri": "/b", "upstream": upstream(&[&a]),
-        "plugins": {"phases": {"header": "x", "value": "v", "upper": true}}}),
+        "/b",
+        &a,
+        json!({"phases": {"header": "x", "value": "v", "upper": true}}),
     )
     .await;
     let r = gw.get("/b").await;
@@ -537,11 +555,12 @@ async fn the_hello_plugin_example_works_as_its_readme_says() {
         "{}",
         bad.text
     );
-    gw.put_ok(
-        "routes",
+    plugin_route(
+        &gw,
         "hello",
-        json!({"uri": "/*", "upstream": upstream(&[&a]),
-        "plugins": {"hello-plugin": {"greeting": "hi from wasm"}}}),
+        "/*",
+        &a,
+        json!({"hello-plugin": {"greeting": "hi from wasm"}}),
     )
     .await;
     let r = gw.get("/hello?name=ada").await;

@@ -146,12 +146,13 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
     record.route_id = Some(route.id.clone());
 
     // request phases: rewrite, access
-    let chains = phases::Chains {
-        global: Arc::clone(&snapshot.global_chain),
-        route: Arc::clone(&route.chain),
-    };
     let mut plugin_state = None;
-    if !chains.is_empty() {
+    // Routes without plugins skip the plugin state entirely (no Arc clones, no header moves).
+    if !snapshot.global_chain.is_empty() || !route.chain.is_empty() {
+        let chains = phases::Chains {
+            global: Arc::clone(&snapshot.global_chain),
+            route: Arc::clone(&route.chain),
+        };
         let mut st = phases::request_state(&mut parts, conn, &route.id);
         for phase in [Phase::Rewrite, Phase::Access] {
             match chains.run(phase, &mut st) {

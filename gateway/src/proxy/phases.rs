@@ -24,10 +24,6 @@ pub struct Chains {
 pub struct Faulted;
 
 impl Chains {
-    pub fn is_empty(&self) -> bool {
-        self.global.is_empty() && self.route.is_empty()
-    }
-
     pub fn implements(&self, phase: Phase) -> bool {
         self.global.implements(phase) || self.route.implements(phase)
     }
