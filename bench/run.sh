@@ -62,8 +62,9 @@ SCENARIOS=(
     "sluice-10k|h1|ok|Sluice, ROUTES routes, traffic to one"
     "sluice-accesslog|h1|ok|Sluice plain, access log on (log level info)"
     "sluice-noop-plugin|h1|ok|Sluice + no-op Wasm plugin (all phases)"
-    "sluice-3plugins-miss|h1|todo:the key-auth, limit-count and proxy-cache plugins do not exist yet|Sluice + key-auth, limit-count, proxy-cache (miss)"
-    "sluice-3plugins-hit|h1|todo:the key-auth, limit-count and proxy-cache plugins do not exist yet|Sluice + key-auth, limit-count, proxy-cache (hit)"
+    "sluice-unique|h1|ok|Sluice plain, a distinct query string per request (baseline of the miss path)"
+    "sluice-3plugins-miss|h1|ok|Sluice + key-auth, limit-count, proxy-cache (every request a miss)"
+    "sluice-3plugins-hit|h1|ok|Sluice + key-auth, limit-count, proxy-cache (every request a hit)"
     "sluice-tls|h1|todo:TLS termination is not in this build|Sluice, HTTPS"
     "nginx-tls|h1|todo:runs with sluice-tls (same certificate)|nginx, HTTPS"
     "sluice-h2c|h2c|ok|Sluice, h2c client side (h2load)"
@@ -244,8 +245,10 @@ ADMIN_KEY=bench-$RANDOM$RANDOM
 
 # Every scenario gets its own proxy process (so CPU and peak RSS are its own): PID[scenario],
 # URL[scenario]; Sluice instances also ADMIN[scenario] and PORT[scenario].
-declare -A PID URL ADMIN PORT
+declare -A PID URL ADMIN PORT HDR UNIQ
 PID[direct]="" # no proxy
+# HDR[scenario]: one extra request header for the load generator; UNIQ[scenario]=1: a distinct query
+# string per request (bench/lib/report.lua), so a URI-keyed cache misses every time.
 
 take_port P_UP
 log "upstream: 127.0.0.1:$P_UP, $LOAD_THREADS thread(s) on CPUs $CORES_LOAD"
@@ -322,8 +325,24 @@ start_sluice_plugin() { # NAME PLUGIN FILE CONFIG
     wait_http "${URL[$name]}" "$name" "${PID[$name]}"
 }
 
+# Built-in plugins (inside the binary, no upload): key-auth with one consumer, limit-count far above
+# the load, proxy-cache with its defaults (key $host$request_uri, 300 s TTL, memory).
+start_sluice_builtins() { # NAME
+    local name=$1
+    start_sluice "$name" warn
+    admin_put "$name" /apisix/admin/upstreams/bench-a "$(upstream_json)"
+    admin_put "$name" /apisix/admin/consumers/bench '{"username":"bench","plugins":{"key-auth":{"key":"bench-key"}}}'
+    admin_put "$name" /apisix/admin/routes/1 '{"uri":"/*","upstream_id":"bench-a","plugins":{"key-auth":{},"limit-count":{"count":1000000000,"time_window":60,"rejected_code":429},"proxy-cache":{}}}'
+    HDR[$name]="apikey: bench-key"
+    URL[$name]="http://127.0.0.1:${PORT[$name]}/bench"
+    curl -fsS -o /dev/null -H "${HDR[$name]}" "${URL[$name]}" || die "$name: the plugin route does not answer"
+}
+
 # The plain instance also takes the hot swap and the low-load runs.
 if want_any sluice hot-swap; then start_sluice_plain sluice warn; fi
+if want sluice-unique; then start_sluice_plain sluice-unique warn; UNIQ[sluice-unique]=1; fi
+if want sluice-3plugins-miss; then start_sluice_builtins sluice-3plugins-miss; UNIQ[sluice-3plugins-miss]=1; fi
+if want sluice-3plugins-hit; then start_sluice_builtins sluice-3plugins-hit; fi
 if want sluice-h2c; then start_sluice_plain sluice-h2c warn; fi
 if want sluice-accesslog; then start_sluice_plain sluice-accesslog info; fi
 if want sluice-noop-plugin; then
@@ -414,11 +433,13 @@ reset_peak() { # make VmHWM restart from the current RSS, so each run reports it
 measure() {
     local sc=$1 proto=$2 label=$3 out=$4 conns=${5:-$CONNECTIONS} pid=${PID[$1]} c0 c1 u0 u1 rc=0
     local threads=$(( LOAD_THREADS < conns ? LOAD_THREADS : conns ))
+    local hdr=() ; [[ -n ${HDR[$sc]:-} ]] && hdr=(-H "${HDR[$sc]}")
     c0=0 c1=0
     if [[ -n $pid ]]; then reset_peak "$pid"; c0=$(cpu_ticks "$pid"); fi
     u0=$(cpu_ticks "$UPSTREAM_PID")
     if [[ $proto == h1 ]]; then
-        timeout $(( DURATION_S + 60 )) taskset -c "$CORES_LOAD" wrk -t"$threads" -c"$conns" \
+        BENCH_UNIQUE_QUERY=${UNIQ[$sc]:-0} timeout $(( DURATION_S + 60 )) taskset -c "$CORES_LOAD" \
+            wrk -t"$threads" -c"$conns" "${hdr[@]}" \
             -d"$DURATION" --latency -s "$BENCH_DIR/lib/report.lua" "${URL[$sc]}" >"$out" 2>&1 || rc=$?
     else
         timeout $(( DURATION_S + 60 )) taskset -c "$CORES_LOAD" h2load -t"$threads" -c"$conns" \
@@ -451,7 +472,8 @@ log "warm-up: $WARMUP per contender"
 for a in "${ACTIVE[@]}"; do
     IFS='|' read -r name proto <<<"$a"
     if [[ $proto == h1 ]]; then
-        taskset -c "$CORES_LOAD" wrk -t"$LOAD_THREADS" -c"$CONNECTIONS" -d"$WARMUP" "${URL[$name]}" >/dev/null 2>&1 || true
+        hdr=(); [[ -n ${HDR[$name]:-} ]] && hdr=(-H "${HDR[$name]}")
+        taskset -c "$CORES_LOAD" wrk -t"$LOAD_THREADS" -c"$CONNECTIONS" "${hdr[@]}" -d"$WARMUP" "${URL[$name]}" >/dev/null 2>&1 || true
     else
         taskset -c "$CORES_LOAD" h2load -t"$LOAD_THREADS" -c"$CONNECTIONS" -m"$H2_STREAMS" \
             -D"$(seconds "$WARMUP")" "${URL[$name]}" >/dev/null 2>&1 || true

@@ -1,6 +1,16 @@
 -- wrk script: after the run, print one machine-readable line with the counts and the
 -- latency percentiles wrk's --latency output lacks (p99.9, p99.99). Latencies are in µs.
--- Defines no request()/response() hooks, so wrk keeps its fast path.
+-- Defines no request()/response() hooks (so wrk keeps its fast path) unless BENCH_UNIQUE_QUERY is
+-- set: then every request gets its own query string (`?u=<thread>-<n>`), which makes each one a cache
+-- miss for a proxy cache keyed by URI.
+if os.getenv("BENCH_UNIQUE_QUERY") == "1" then
+  local n = 0
+  local tag = tostring(math.random(1, 1e9))
+  request = function()
+    n = n + 1
+    return wrk.format(nil, wrk.path .. "?u=" .. tag .. "-" .. n)
+  end
+end
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(

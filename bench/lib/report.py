@@ -222,7 +222,10 @@ def main():
         ("h2c: Sluice / nginx", "sluice-h2c", "nginx-h2c"),
         ("h2c: Sluice / HAProxy", "sluice-h2c", "haproxy-h2c"),
         ("noop plugin / plain", "sluice-noop-plugin", "sluice"),
-        ("3 plugins / plain", None, None),
+        ("key-auth + limit-count + proxy-cache, miss / plain (distinct URIs)",
+         "sluice-3plugins-miss", "sluice-unique"),
+        ("key-auth + limit-count + proxy-cache, hit / plain", "sluice-3plugins-hit", "sluice"),
+        ("distinct URIs / same URI (load generator's request() cost)", "sluice-unique", "sluice"),
     ]:
         if a is None:
             L.append(f"| {label} | *not available yet* | | |")

@@ -6,7 +6,9 @@
 //! does not re-parse ten thousand route configs.
 
 use crate::chain::ChainEntry;
-use crate::plugin::{ConfigError as PluginConfigError, ConfiguredPlugin, PluginRegistry};
+use crate::plugin::{
+    ConfigError as PluginConfigError, ConfiguredPlugin, LoadedPlugin, PluginRegistry,
+};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -69,11 +71,15 @@ struct ConfigKey {
 }
 
 pub struct Catalog {
+    /// Uploaded plugins (`/apisix/admin/wasm_plugins`).
     registry: PluginRegistry,
+    /// Built-in plugins compiled so far (on first use, see [`crate::builtins`]).
+    builtins: Mutex<HashMap<String, Arc<LoadedPlugin>>>,
     configured: Mutex<HashMap<ConfigKey, Weak<ConfiguredPlugin>>>,
 }
 
-fn plugin_error(e: PluginConfigError) -> String {
+/// The admin-facing message for a plugin's refusal or fault while checking a config.
+pub fn plugin_error(e: PluginConfigError) -> String {
     match e {
         PluginConfigError::Rejected(msg) => msg,
         PluginConfigError::Fault(f) => format!("the plugin failed while checking its config: {f}"),
@@ -84,28 +90,54 @@ impl Catalog {
     pub fn new(registry: PluginRegistry) -> Self {
         Catalog {
             registry,
+            builtins: Mutex::new(HashMap::new()),
             configured: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The plugin served under `name`: an uploaded one, or a built-in (compiled now if this is its
+    /// first use; the compile runs on the caller's thread, which is an admin write or startup, never a
+    /// request). `Err` is the message for the admin user.
+    pub fn plugin(&self, name: &str) -> Result<Arc<LoadedPlugin>, String> {
+        if let Some(p) = self.registry.get(name) {
+            return Ok(p);
+        }
+        let Some(bytes) = crate::builtins::component(name) else {
+            return Err(format!("unknown plugin {name:?}"));
+        };
+        // Held across the compile so two builds never compile the same built-in twice.
+        let mut loaded = self.builtins.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = loaded.get(name) {
+            return Ok(Arc::clone(p));
+        }
+        let p = self
+            .registry
+            .prepare(name, bytes)
+            .map_err(|e| format!("built-in plugin {name:?} failed to load: {e}"))?;
+        loaded.insert(name.to_string(), Arc::clone(&p));
+        Ok(p)
+    }
+
+    pub fn is_builtin(&self, name: &str) -> bool {
+        crate::builtins::component(name).is_some()
     }
 
     pub fn registry(&self) -> &PluginRegistry {
         &self.registry
     }
 
-    /// Every plugin name usable in a `plugins` map, sorted.
+    /// Every plugin name usable in a `plugins` map (built-in and uploaded), sorted.
     pub fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .registry
             .list()
             .iter()
             .map(|p| p.name().to_string())
+            .chain(crate::builtins::names().map(str::to_string))
             .collect();
         names.sort();
+        names.dedup();
         names
-    }
-
-    pub fn exists(&self, name: &str) -> bool {
-        self.registry.get(name).is_some()
     }
 
     /// Validates one `plugins` entry. `Err` is the message for the admin user.
@@ -117,10 +149,7 @@ impl Catalog {
     /// `Ok(None)` when `_meta.disable` is set.
     pub fn configure(&self, name: &str, config: &Value) -> Result<Option<ChainEntry>, String> {
         let (meta, json) = split_meta(config)?;
-        let plugin = self
-            .registry
-            .get(name)
-            .ok_or_else(|| format!("unknown plugin {name:?}"))?;
+        let plugin = self.plugin(name)?;
         let key = ConfigKey {
             name: name.to_string(),
             sha256: plugin.sha256().to_string(),

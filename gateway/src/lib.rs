@@ -11,13 +11,16 @@
 
 pub mod admin;
 pub mod balancer;
+pub mod builtins;
 pub mod catalog;
 pub mod chain;
 pub mod cli;
 pub mod config;
+pub mod consumers;
 pub mod logging;
 pub mod plugin;
 pub mod proxy;
+pub mod request_vars;
 pub mod router;
 pub mod server;
 pub mod settings;

@@ -6,6 +6,7 @@
 
 use crate::admin::{self, AdminKey, AdminState};
 use crate::catalog::Catalog;
+use crate::consumers::LiveConsumers;
 use crate::plugin::{ArtifactCache, HostConfig, HostServices, PluginEngine, PluginRegistry};
 use crate::proxy::{self, Conn, ProxyState};
 use crate::settings::Settings;
@@ -63,8 +64,13 @@ fn open_store(settings: &Settings) -> anyhow::Result<Stores> {
 async fn load_plugins(
     store: &dyn ConfigStore,
     artifacts: Arc<dyn ArtifactCache>,
+    consumers: Arc<LiveConsumers>,
 ) -> anyhow::Result<Catalog> {
-    let engine = PluginEngine::new(HostConfig::default(), HostServices::local())
+    let services = HostServices {
+        consumers,
+        ..HostServices::local()
+    };
+    let engine = PluginEngine::new(HostConfig::default(), services)
         .map_err(|e| anyhow::anyhow!("starting the plugin engine: {e}"))?;
     let registry = Arc::new(PluginRegistry::new(engine, artifacts));
     for (name, bytes) in store
@@ -155,13 +161,20 @@ impl ShutdownSignals {
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut signals = ShutdownSignals::install()?;
     let (store, artifacts) = open_store(&settings)?;
-    let catalog = Arc::new(load_plugins(store.as_ref(), artifacts).await?);
+    let consumers = Arc::new(LiveConsumers::default());
+    let catalog = Arc::new(load_plugins(store.as_ref(), artifacts, Arc::clone(&consumers)).await?);
     let objects = store.load_all().await.context("loading stored config")?;
     let count = objects.len();
-    let snapshot = Snapshot::build(ConfigSet::from_objects(objects), None, &catalog)
-        .context("the stored configuration does not validate")?;
+    // Off the async workers: the first build compiles the built-in plugins the config uses.
+    let cat = Arc::clone(&catalog);
+    let snapshot = tokio::task::spawn_blocking(move || {
+        Snapshot::build(ConfigSet::from_objects(objects), None, &cat)
+    })
+    .await?
+    .context("the stored configuration does not validate")?;
     tracing::info!(objects = count, "configuration loaded");
     let live = Arc::new(Live::new(snapshot));
+    consumers.bind(&live);
 
     std::fs::create_dir_all(&settings.data_dir)?;
     let (key, source) = AdminKey::resolve(settings.admin_key.clone(), &settings.data_dir)?;

@@ -26,7 +26,7 @@ thread_local! {
 }
 
 /// Routes panic messages into the gateway log (wasm32-unknown-unknown has no stderr), so a trap's log line
-/// says why, next to the host's backtrace. Installed by the first `info`/`validate`/`configure` call of an
+/// says why, next to the host's backtrace. Installed by the first `info`/`validate*`/`configure` call of an
 /// instance (every instance gets `configure` before any phase).
 fn install_panic_hook() {
     thread_local! {
@@ -63,12 +63,18 @@ impl<P: Plugin + Exported> bindings::Guest for Adapter<P> {
             version: P::CRATE_VERSION.to_string(),
             priority: P::PRIORITY,
             phases: P::PHASES.iter().map(|p| phase_to(*p)).collect(),
+            consumer_credential: P::CONSUMER_CREDENTIAL.map(str::to_string),
         }
     }
 
     fn validate(config: String) -> Result<(), String> {
         install_panic_hook();
         crate::parse_config::<P>(&config).map(|_| ())
+    }
+
+    fn validate_consumer(config: String) -> Result<(), String> {
+        install_panic_hook();
+        P::validate_consumer(&config)
     }
 
     fn configure(config: String) -> Result<u32, String> {
@@ -132,7 +138,8 @@ fn decision_to(d: Decision) -> bindings::Decision {
 
 /// Conversions between binding types and SDK types.
 pub mod conv {
-    use super::bindings::sluice::plugin::{http_outbound as ho, logging, types as t};
+    use super::bindings::sluice::plugin::{cache, http_outbound as ho, logging, types as t};
+    use crate::cache::Lookup;
     use crate::{FieldError, Level, Method, OutboundError, OutboundRequest, Response, StoreError};
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -175,6 +182,7 @@ pub mod conv {
         match e {
             t::StoreError::Unavailable(m) => StoreError::Unavailable(m),
             t::StoreError::TooLarge => StoreError::TooLarge,
+            t::StoreError::NotInThisPhase => StoreError::NotInThisPhase,
         }
     }
     pub fn outbound_error(e: ho::OutboundError) -> OutboundError {
@@ -209,6 +217,16 @@ pub mod conv {
             status: r.status,
             headers: headers_to(&r.headers),
             body: r.body.clone(),
+        }
+    }
+    pub fn lookup_from(l: cache::LookupResult) -> Lookup {
+        match l {
+            cache::LookupResult::Hit(c) => Lookup::Hit {
+                response: response_from(c.response),
+                age: std::time::Duration::from_millis(c.age_ms),
+            },
+            cache::LookupResult::Miss => Lookup::Miss,
+            cache::LookupResult::Expired => Lookup::Expired,
         }
     }
     pub fn outbound_to(r: &OutboundRequest) -> ho::OutboundRequest {

@@ -3,12 +3,17 @@
 //! with a message saying so).
 //!
 //! Each function's doc says in which phases it may write; a write in another phase returns
-//! [`crate::FieldError::NotInThisPhase`].
+//! [`crate::FieldError::NotInThisPhase`] (for the cache, [`crate::StoreError::NotInThisPhase`]).
 
 #[cfg(target_arch = "wasm32")]
 use crate::guest::{bindings::sluice::plugin as w, conv};
 #[cfg(not(target_arch = "wasm32"))]
 use crate::testing::with_host as th;
+
+/// WIT durations are `u64` milliseconds; a `Duration` beyond that saturates rather than wrapping to a tiny TTL.
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
 
 /// The client request. Writable in `rewrite` and `access`.
 pub mod request {
@@ -120,6 +125,30 @@ pub mod request {
         return w::request::set_consumer(username).map_err(conv::field_error);
         #[cfg(not(target_arch = "wasm32"))]
         th(|h| h.set_consumer(username))
+    }
+    /// Changes the method the upstream receives (`rewrite`/`access`).
+    pub fn set_method(method: Method) -> Result<(), FieldError> {
+        #[cfg(target_arch = "wasm32")]
+        return w::request::set_method(&conv::method_to(&method)).map_err(conv::field_error);
+        #[cfg(not(target_arch = "wasm32"))]
+        th(|h| h.set_method(method))
+    }
+    /// An APISIX/nginx variable (`uri`, `arg_<name>`, `http_<name>`, `cookie_<name>`, `consumer_name`,
+    /// in response phases `status` and `sent_http_<name>`, ...), resolved by the gateway exactly as route
+    /// `vars` are. `None` is lua `nil` (absent), which differs from present-but-empty.
+    pub fn var(name: &str) -> Option<String> {
+        #[cfg(target_arch = "wasm32")]
+        return w::request::var(name);
+        #[cfg(not(target_arch = "wasm32"))]
+        th(|h| h.var(name))
+    }
+    /// Holds the request for `ms` milliseconds after this phase returns (`rewrite`/`access`). The wait is a
+    /// timer on the gateway, so it costs no thread; calls add up, capped at 60 s.
+    pub fn delay(ms: u32) -> Result<(), FieldError> {
+        #[cfg(target_arch = "wasm32")]
+        return w::request::delay(ms).map_err(conv::field_error);
+        #[cfg(not(target_arch = "wasm32"))]
+        th(|h| h.delay(ms))
     }
 }
 
@@ -286,7 +315,7 @@ pub mod counters {
     /// Adds `delta` to counter `key` in a window of length `window`; returns the new count and the time
     /// until the window resets.
     pub fn incr(key: &str, delta: u64, window: Duration) -> Result<WindowCount, StoreError> {
-        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+        let window_ms = super::millis(window);
         #[cfg(target_arch = "wasm32")]
         return w::counters::incr(key, delta, window_ms)
             .map(|c| WindowCount {
@@ -296,6 +325,14 @@ pub mod counters {
             .map_err(conv::store_error);
         #[cfg(not(target_arch = "wasm32"))]
         th(|h| Ok(h.incr(key, delta, window_ms)))
+    }
+    /// Adds `delta` (may be negative) to the windowless gauge `key` and returns the value after; a gauge
+    /// that reaches zero is removed, so `limit-conn` style +1/-1 pairs leave no garbage behind.
+    pub fn add(key: &str, delta: i64) -> Result<i64, StoreError> {
+        #[cfg(target_arch = "wasm32")]
+        return w::counters::add(key, delta).map_err(conv::store_error);
+        #[cfg(not(target_arch = "wasm32"))]
+        th(|h| Ok(h.gauge_add(key, delta)))
     }
 }
 
@@ -315,7 +352,7 @@ pub mod kv {
     }
     /// Stores a value; `ttl` `None` keeps it until evicted.
     pub fn set(key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), StoreError> {
-        let ttl_ms = ttl.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+        let ttl_ms = ttl.map(super::millis);
         #[cfg(target_arch = "wasm32")]
         return w::kv::set(key, value, ttl_ms).map_err(conv::store_error);
         #[cfg(not(target_arch = "wasm32"))]
@@ -329,16 +366,72 @@ pub mod kv {
         #[cfg(target_arch = "wasm32")]
         return w::kv::delete(key);
         #[cfg(not(target_arch = "wasm32"))]
-        th(|h| h.kv.remove(key).is_some())
+        th(|h| h.kv_delete(key))
+    }
+    /// Atomically sets `key` to `new` (for `ttl`) if its value is `expected`, where `None` means absent or
+    /// expired; returns whether it was set. A get / compute / compare-and-swap loop builds any atomic state
+    /// machine (e.g. a leaky bucket) without a lock.
+    pub fn compare_and_swap(
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, StoreError> {
+        let ttl_ms = ttl.map(super::millis);
+        #[cfg(target_arch = "wasm32")]
+        return w::kv::compare_and_swap(key, expected, new, ttl_ms).map_err(conv::store_error);
+        #[cfg(not(target_arch = "wasm32"))]
+        th(|h| Ok(h.kv_compare_and_swap(key, expected, new, ttl_ms)))
     }
 }
 
-/// Response cache store.
+/// Response cache store, bounded in bytes with LRU eviction.
 pub mod cache {
     #[allow(unused_imports)]
     use super::*;
     use crate::{Response, StoreError};
     use std::time::Duration;
+
+    /// What [`lookup`] found.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Lookup {
+        /// Cached and fresh.
+        Hit {
+            /// The stored response.
+            response: Response,
+            /// Time since it was stored (for an `Age` header or revalidation).
+            age: Duration,
+        },
+        /// Not cached; the caller now holds the key's fill lock and should [`store_response`].
+        Miss,
+        /// Was cached but its TTL ran out; the caller now holds the key's fill lock.
+        Expired,
+    }
+
+    /// Looks `key` up. Concurrent misses are coalesced: while another request holds the key's fill lock this
+    /// waits (on the host, up to `lock_wait` and never past the phase deadline) for that response, then
+    /// answers `Hit`, or `Miss` without the lock if the wait ran out. `Miss`/`Expired` make the caller the
+    /// filler until it calls [`store_response`] and the body ends, or the request ends.
+    pub fn lookup(key: &str, lock_wait: Duration) -> Lookup {
+        let lock_wait_ms = u32::try_from(lock_wait.as_millis()).unwrap_or(u32::MAX);
+        #[cfg(target_arch = "wasm32")]
+        return conv::lookup_from(w::cache::lookup(key, lock_wait_ms));
+        #[cfg(not(target_arch = "wasm32"))]
+        th(|h| {
+            let _ = lock_wait_ms; // One request at a time: the test host never has a fill to wait for.
+            h.cache_lookup(key)
+        })
+    }
+    /// `header_filter` only: stores the response being sent under `key` for `ttl` (status and headers as
+    /// they are now, the body as it streams to the client), committed when the body ends; dropped if it
+    /// exceeds the store's entry size limit or the stream fails. Releases the fill lock either way.
+    pub fn store_response(key: &str, ttl: Duration) -> Result<(), StoreError> {
+        let ttl_ms = super::millis(ttl);
+        #[cfg(target_arch = "wasm32")]
+        return w::cache::store_response(key, ttl_ms).map_err(conv::store_error);
+        #[cfg(not(target_arch = "wasm32"))]
+        th(|h| h.cache_store_response(key, ttl_ms))
+    }
 
     /// A cached response.
     pub fn get(key: &str) -> Option<Response> {
@@ -349,7 +442,7 @@ pub mod cache {
     }
     /// Stores a response for `ttl`.
     pub fn put(key: &str, value: &Response, ttl: Duration) -> Result<(), StoreError> {
-        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let ttl_ms = super::millis(ttl);
         #[cfg(target_arch = "wasm32")]
         return w::cache::put(key, &conv::response_to(value), ttl_ms).map_err(conv::store_error);
         #[cfg(not(target_arch = "wasm32"))]
@@ -364,6 +457,44 @@ pub mod cache {
         return w::cache::purge(key);
         #[cfg(not(target_arch = "wasm32"))]
         th(|h| h.cache.remove(key).is_some())
+    }
+}
+
+/// Cryptographically secure random bytes from the host (request ids, nonces). The guest has no entropy
+/// source of its own (`wasm32-unknown-unknown`), so this is the one to use.
+pub mod random {
+    #[allow(unused_imports)]
+    use super::*;
+
+    /// The most bytes the host returns per call; [`fill`] asks in chunks of this size.
+    const MAX_PER_CALL: usize = 1024;
+
+    /// `len` random bytes (any length: asked of the host in chunks of at most 1024).
+    pub fn fill(len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len);
+        while out.len() < len {
+            // At most 1024, so the cast is lossless.
+            let want = (len - out.len()).min(MAX_PER_CALL) as u32;
+            #[cfg(target_arch = "wasm32")]
+            let chunk = w::random::fill(want);
+            #[cfg(not(target_arch = "wasm32"))]
+            let chunk = th(|h| h.random_fill(want));
+            // A short answer would loop forever; it is a host bug, so say so.
+            assert_eq!(
+                chunk.len(),
+                want as usize,
+                "host random.fill returned {} bytes",
+                chunk.len()
+            );
+            out.extend_from_slice(&chunk);
+        }
+        out
+    }
+    /// `N` random bytes as an array, e.g. `bytes::<16>()` for a request id.
+    pub fn bytes<const N: usize>() -> [u8; N] {
+        let mut out = [0u8; N];
+        out.copy_from_slice(&fill(N));
+        out
     }
 }
 

@@ -46,9 +46,11 @@ mod host;
 mod types;
 
 pub use host::{
-    cache, clock, consumers, context, counters, http, kv, log, metrics, request, response,
+    cache, clock, consumers, context, counters, http, kv, log, metrics, random, request, response,
 };
 pub use types::*;
+
+pub mod vars;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
@@ -69,10 +71,22 @@ pub trait Plugin: Sized + 'static {
     const NAME: &'static str = "";
     /// Priority: higher runs first within a phase (APISIX convention).
     const PRIORITY: i32 = 0;
+    /// Auth plugins: the field of a consumer's config for this plugin that identifies the credential
+    /// (`Some("key")` for key-auth, `Some("username")` for basic-auth). The gateway indexes consumers by it,
+    /// which makes [`consumers::lookup`] one hash lookup and lets it refuse two consumers with one credential.
+    const CONSUMER_CREDENTIAL: Option<&'static str> = None;
 
     /// Checks a parsed config beyond what serde checks. The error goes to the admin as is.
     fn validate(_config: &Self::Config) -> Result<(), String> {
         Ok(())
+    }
+
+    /// Checks this plugin's config inside a consumer object (`consumers[].plugins.<name>`) on consumer
+    /// writes; the error goes to the admin as is. The default validates it like a route config, which is
+    /// right for a non-auth plugin on a consumer; auth plugins override it with their credential schema
+    /// (e.g. key-auth requires `key`).
+    fn validate_consumer(json: &str) -> Result<(), String> {
+        parse_config::<Self>(json).map(|_| ())
     }
 
     /// Runs before access checks; may rewrite path, query and headers, or answer the request.

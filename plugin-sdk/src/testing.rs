@@ -7,11 +7,17 @@
 //! 4. Assert on the state: `host.request_header("x-added")`, `host.response_status()`, `host.logs()`, ...
 //!
 //! It enforces the same phase rules as the gateway (request writable in rewrite/access, response status and
-//! headers in header-filter, body chunk in body-filter, nothing in log), and its stores (counters, kv, cache)
-//! use a fake clock you move with [`TestHost::advance`].
+//! headers in header-filter, body chunk in body-filter, nothing in log), and its stores (counters, gauges,
+//! kv, cache) use a fake clock you move with [`TestHost::advance`].
+//!
+//! Where the gateway does something after a phase, the test host records it for you to assert on:
+//! [`TestHost::delay_ms`] is the total `request::delay`, and `cache::store_response` stays pending until
+//! you end the body with [`TestHost::finish_response_body`]. Request variables (`request::var`) are derived
+//! from the test request and response as the gateway derives them; [`TestHost::set_var`] defines the rest.
+use crate::cache::Lookup;
 use crate::{
     Consumer, Decision, FieldError, Level, Method, OutboundError, OutboundRequest, Phase, Plugin,
-    Response, WindowCount,
+    Response, StoreError, WindowCount,
 };
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -53,6 +59,28 @@ pub struct TestResponse {
     pub end_of_stream: bool,
 }
 
+/// A cache entry; `stored_at` gives a hit its age, `expires_at` tells `Expired` from `Hit`.
+#[doc(hidden)]
+pub struct CacheEntry {
+    pub response: Response,
+    pub stored_at: u64,
+    pub expires_at: u64,
+}
+
+/// A `cache::store_response` waiting for the body to end (the status and headers are taken at the call).
+#[doc(hidden)]
+pub struct PendingStore {
+    pub key: String,
+    pub ttl_ms: u64,
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+}
+
+/// The gateway caps the sum of a request's `request::delay` calls at this.
+const MAX_DELAY_MS: u64 = 60_000;
+/// The most bytes one `random.fill` host call returns (a WIT contract the SDK's `random::fill` chunks to).
+const MAX_RANDOM_PER_CALL: u32 = 1024;
+
 #[doc(hidden)]
 pub struct HostState {
     pub phase: Phase,
@@ -62,7 +90,12 @@ pub struct HostState {
     pub consumers: HashMap<(String, String), Consumer>,
     pub counters: HashMap<String, (u64, u64)>,
     pub kv: HashMap<String, (Vec<u8>, Option<u64>)>,
-    pub cache: HashMap<String, (Response, u64)>,
+    pub gauges: HashMap<String, i64>,
+    pub cache: HashMap<String, CacheEntry>,
+    pub pending_stores: Vec<PendingStore>,
+    pub vars: HashMap<String, String>,
+    pub delay_ms: u64,
+    pub random_calls: u64,
     pub upstreams: HashMap<String, OutboundFn>,
     pub logs: Vec<(Level, String)>,
     pub counters_metric: HashMap<String, u64>,
@@ -133,6 +166,76 @@ fn valid_value(value: &str) -> bool {
     value.bytes().all(|b| b != b'\r' && b != b'\n' && b != 0)
 }
 
+/// Every value of a header joined with `", "`, as nginx (and so the gateway) does for `http_*` variables.
+fn joined(headers: &[(String, String)], name: &str) -> Option<String> {
+    let values = all(headers, name);
+    (!values.is_empty()).then(|| values.join(", "))
+}
+
+/// Decodes one `application/x-www-form-urlencoded` component (`+` is a space, `%XX` a byte; a bad escape
+/// stays as is), the way the gateway's `arg_*` lookup does.
+fn form_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| s.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (bytes[i], escaped) {
+            (_, Some(b)) => {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+            (b'+', None) => out.push(b' '),
+            (b, None) => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// First value of query argument `name`, percent-decoded (APISIX `arg_<name>`).
+fn query_arg(query: &str, name: &str) -> Option<String> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+        .find(|(k, _)| form_decode(k) == name)
+        .map(|(_, v)| form_decode(v))
+}
+
+/// Cookie `name` from one `Cookie` header (`a=1; b=2`).
+fn cookie<'c>(header: &'c str, name: &str) -> Option<&'c str> {
+    header.split(';').find_map(|pair| {
+        let (k, v) = pair.trim().split_once('=')?;
+        (k == name).then_some(v)
+    })
+}
+
+/// nginx `$host`: the Host header lower-cased, without the port.
+fn host_name(host: &str) -> String {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6
+            .split_once(']')
+            .map_or(host, |(ip, _)| &host[..ip.len() + 2]),
+        None => host.split_once(':').map_or(host, |(name, _)| name),
+    };
+    name.to_ascii_lowercase()
+}
+
+/// splitmix64: a few lines of well-mixed, deterministic bytes, so tests are repeatable yet every
+/// `random.fill` call answers differently (a plugin that reused one nonce would show up).
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 fn header_op(
     headers: &mut Vec<(String, String)>,
     name: &str,
@@ -182,6 +285,64 @@ impl HostState {
         }
         self.req.query = query.map(str::to_string);
         Ok(())
+    }
+    pub fn set_method(&mut self, method: Method) -> Result<(), FieldError> {
+        self.request_writable()?;
+        if let Method::Other(name) = &method {
+            if !valid_name(name) {
+                return Err(FieldError::InvalidValue);
+            }
+        }
+        self.req.method = method;
+        Ok(())
+    }
+    pub fn delay(&mut self, ms: u32) -> Result<(), FieldError> {
+        self.request_writable()?;
+        self.delay_ms = (self.delay_ms + u64::from(ms)).min(MAX_DELAY_MS);
+        Ok(())
+    }
+    /// `request::var`: a variable defined with `TestHost::set_var` wins, the rest is derived like the gateway.
+    pub fn var(&self, name: &str) -> Option<String> {
+        if let Some(v) = self.vars.get(name) {
+            return Some(v.clone());
+        }
+        let req = &self.req;
+        if let Some(arg) = name.strip_prefix("arg_") {
+            return query_arg(req.query.as_deref()?, arg);
+        }
+        if let Some(h) = name.strip_prefix("http_") {
+            return joined(&req.headers, &h.replace('_', "-"));
+        }
+        if let Some(c) = name.strip_prefix("cookie_") {
+            return all(&req.headers, "cookie")
+                .iter()
+                .find_map(|h| cookie(h, c).map(str::to_string));
+        }
+        let resp_header = name
+            .strip_prefix("sent_http_")
+            .or_else(|| name.strip_prefix("upstream_http_"));
+        if let Some(h) = resp_header {
+            return self
+                .resp_visible()
+                .then(|| first(&self.resp.headers, &h.replace('_', "-")))
+                .flatten();
+        }
+        match name {
+            "uri" => Some(req.path.clone()),
+            "request_uri" => Some(match &req.query {
+                Some(q) => format!("{}?{q}", req.path),
+                None => req.path.clone(),
+            }),
+            "args" | "query_string" => req.query.clone(),
+            "host" => first(&req.headers, "host").map(|h| host_name(&h)),
+            "request_method" => Some(req.method.as_str().to_string()),
+            "remote_addr" => Some(req.client_addr.ip().to_string()),
+            "remote_port" => Some(req.client_addr.port().to_string()),
+            "route_id" => Some(req.route_id.clone()),
+            "consumer_name" => req.consumer.clone(),
+            "status" => self.resp_visible().then(|| self.resp.status.to_string()),
+            _ => None,
+        }
     }
     pub fn set_consumer(&mut self, username: &str) -> Result<(), FieldError> {
         self.request_writable()?;
@@ -241,13 +402,24 @@ impl HostState {
             reset_after: Duration::from_millis(entry.1 + window_ms - now),
         }
     }
-    pub fn kv_get(&mut self, key: &str) -> Option<Vec<u8>> {
-        let now = self.now_ms;
+    pub fn gauge_add(&mut self, key: &str, delta: i64) -> i64 {
+        let value = self
+            .gauges
+            .get(key)
+            .copied()
+            .unwrap_or(0)
+            .saturating_add(delta);
+        if value == 0 {
+            self.gauges.remove(key);
+        } else {
+            self.gauges.insert(key.to_string(), value);
+        }
+        value
+    }
+    /// The live value: an expired entry reads as absent even before anything removes it.
+    pub fn kv_get(&self, key: &str) -> Option<Vec<u8>> {
         match self.kv.get(key) {
-            Some((_, Some(exp))) if *exp <= now => {
-                self.kv.remove(key);
-                None
-            }
+            Some((_, Some(exp))) if *exp <= self.now_ms => None,
             Some((v, _)) => Some(v.clone()),
             None => None,
         }
@@ -256,20 +428,74 @@ impl HostState {
         let exp = ttl_ms.map(|t| self.now_ms.saturating_add(t));
         self.kv.insert(key.to_string(), (value.to_vec(), exp));
     }
-    pub fn cache_get(&mut self, key: &str) -> Option<Response> {
-        let now = self.now_ms;
+    pub fn kv_delete(&mut self, key: &str) -> bool {
+        let live = self.kv_get(key).is_some();
+        self.kv.remove(key);
+        live
+    }
+    pub fn kv_compare_and_swap(
+        &mut self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+        ttl_ms: Option<u64>,
+    ) -> bool {
+        let swapped = self.kv_get(key).as_deref() == expected;
+        if swapped {
+            self.kv_set(key, new, ttl_ms);
+        }
+        swapped
+    }
+    /// Expired entries stay until replaced or purged, so a lookup can tell `Expired` from `Miss`.
+    pub fn cache_lookup(&self, key: &str) -> Lookup {
         match self.cache.get(key) {
-            Some((_, exp)) if *exp <= now => {
-                self.cache.remove(key);
-                None
-            }
-            Some((r, _)) => Some(r.clone()),
-            None => None,
+            None => Lookup::Miss,
+            Some(e) if e.expires_at <= self.now_ms => Lookup::Expired,
+            Some(e) => Lookup::Hit {
+                response: e.response.clone(),
+                age: Duration::from_millis(self.now_ms - e.stored_at),
+            },
+        }
+    }
+    pub fn cache_get(&self, key: &str) -> Option<Response> {
+        match self.cache_lookup(key) {
+            Lookup::Hit { response, .. } => Some(response),
+            Lookup::Miss | Lookup::Expired => None,
         }
     }
     pub fn cache_put(&mut self, key: &str, value: &Response, ttl_ms: u64) {
-        let exp = self.now_ms.saturating_add(ttl_ms);
-        self.cache.insert(key.to_string(), (value.clone(), exp));
+        let entry = CacheEntry {
+            response: value.clone(),
+            stored_at: self.now_ms,
+            expires_at: self.now_ms.saturating_add(ttl_ms),
+        };
+        self.cache.insert(key.to_string(), entry);
+    }
+    pub fn cache_store_response(&mut self, key: &str, ttl_ms: u64) -> Result<(), StoreError> {
+        if self.phase != Phase::HeaderFilter {
+            return Err(StoreError::NotInThisPhase);
+        }
+        self.pending_stores.push(PendingStore {
+            key: key.to_string(),
+            ttl_ms,
+            status: self.resp.status,
+            headers: self.resp.headers.clone(),
+        });
+        Ok(())
+    }
+    pub fn random_fill(&mut self, len: u32) -> Vec<u8> {
+        assert!(
+            len <= MAX_RANDOM_PER_CALL,
+            "random.fill: at most {MAX_RANDOM_PER_CALL} bytes per call, asked for {len}"
+        );
+        self.random_calls += 1;
+        let mut state = self.random_calls;
+        let mut out = Vec::with_capacity(len as usize);
+        while out.len() < len as usize {
+            out.extend_from_slice(&splitmix64(&mut state).to_le_bytes());
+        }
+        out.truncate(len as usize);
+        out
     }
 }
 
@@ -316,7 +542,12 @@ impl TestHost {
             consumers: HashMap::new(),
             counters: HashMap::new(),
             kv: HashMap::new(),
+            gauges: HashMap::new(),
             cache: HashMap::new(),
+            pending_stores: Vec::new(),
+            vars: HashMap::new(),
+            delay_ms: 0,
+            random_calls: 0,
             upstreams: HashMap::new(),
             logs: Vec::new(),
             counters_metric: HashMap::new(),
@@ -462,8 +693,32 @@ impl TestHost {
         drop(s);
         self
     }
-    /// Starts a new request on the same host (stores, consumers and upstreams kept; request, response and
-    /// context reset).
+    /// Defines a request variable for `request::var` (`host`, `server_port`, `scheme`...); it takes
+    /// precedence over the variables derived from the test request. Reset by [`TestHost::next_request`].
+    pub fn set_var(&self, name: &str, value: &str) -> &Self {
+        self.state
+            .borrow_mut()
+            .vars
+            .insert(name.to_string(), value.to_string());
+        self
+    }
+    /// Ends the response body with `body` (the whole body as the client got it): commits the responses that
+    /// `cache::store_response` queued, as the gateway does when the stream completes.
+    pub fn finish_response_body(&self, body: &[u8]) -> &Self {
+        let mut s = self.state.borrow_mut();
+        for p in std::mem::take(&mut s.pending_stores) {
+            let response = Response {
+                status: p.status,
+                headers: p.headers,
+                body: body.to_vec(),
+            };
+            s.cache_put(&p.key, &response, p.ttl_ms);
+        }
+        drop(s);
+        self
+    }
+    /// Starts a new request on the same host (stores, consumers and upstreams kept; request, response,
+    /// context, variables, delay and uncommitted cache stores reset).
     pub fn next_request(&self) -> &Self {
         let fresh = TestHost::new();
         let fresh = fresh.state.borrow();
@@ -471,6 +726,9 @@ impl TestHost {
         s.req = fresh.req.clone();
         s.resp = fresh.resp.clone();
         s.ctx.clear();
+        s.vars.clear();
+        s.delay_ms = 0;
+        s.pending_stores.clear();
         drop(s);
         self
     }
@@ -484,6 +742,26 @@ impl TestHost {
     /// The request as plugins left it.
     pub fn request(&self) -> TestRequest {
         self.state.borrow().req.clone()
+    }
+    /// The consumer a plugin authenticated the request as (`request::set_consumer`).
+    pub fn consumer(&self) -> Option<String> {
+        self.state.borrow().req.consumer.clone()
+    }
+    /// Total `request::delay` of this request, in milliseconds (capped at 60 s like the gateway).
+    pub fn delay_ms(&self) -> u64 {
+        self.state.borrow().delay_ms
+    }
+    /// A gauge's value (`counters::add`); `None` once it is back at zero, since the store removes it then.
+    pub fn gauge(&self, key: &str) -> Option<i64> {
+        self.state.borrow().gauges.get(key).copied()
+    }
+    /// A kv value, unless absent or expired on the fake clock.
+    pub fn kv(&self, key: &str) -> Option<Vec<u8>> {
+        self.state.borrow().kv_get(key)
+    }
+    /// What `cache::lookup` would answer for `key` now.
+    pub fn cache_lookup(&self, key: &str) -> Lookup {
+        self.state.borrow().cache_lookup(key)
     }
     /// First value of a response header.
     pub fn response_header(&self, name: &str) -> Option<String> {

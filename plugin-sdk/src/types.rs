@@ -150,6 +150,8 @@ pub enum StoreError {
     Unavailable(String),
     /// Key or value too large.
     TooLarge,
+    /// Not allowed in the current phase (e.g. [`crate::cache::store_response`] outside `header_filter`).
+    NotInThisPhase,
 }
 
 impl fmt::Display for StoreError {
@@ -157,6 +159,7 @@ impl fmt::Display for StoreError {
         match self {
             StoreError::Unavailable(m) => write!(f, "store unavailable: {m}"),
             StoreError::TooLarge => f.write_str("key or value too large"),
+            StoreError::NotInThisPhase => f.write_str("not allowed in this phase"),
         }
     }
 }

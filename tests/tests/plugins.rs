@@ -571,3 +571,77 @@ async fn the_hello_plugin_example_works_as_its_readme_says() {
     assert_eq!(r.header("x-hello"), Some("hi from wasm"));
     assert_eq!(a.request_count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn built_in_plugins_cannot_be_replaced_by_an_upload() {
+    let gw = gateway().start().await;
+    let r = gw
+        .upload_plugin("key-auth", plugin_wasm("add-header"))
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert!(
+        r.error_msg().unwrap_or_default().contains("built-in"),
+        "{}",
+        r.text
+    );
+    let list = gw.admin().get("plugins/list").await.ok();
+    for name in [
+        "basic-auth",
+        "cors",
+        "ip-restriction",
+        "jwt-auth",
+        "key-auth",
+        "limit-conn",
+        "limit-count",
+        "limit-req",
+        "proxy-cache",
+        "proxy-rewrite",
+        "request-id",
+        "response-rewrite",
+    ] {
+        assert!(
+            list.json.as_array().unwrap().iter().any(|n| n == name),
+            "{name} missing from {}",
+            list.text
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_built_in_plugin_is_compiled_on_first_use_and_loaded_from_the_cache_after_a_restart() {
+    let a = origin("a").start();
+    let mut gw = gateway().start().await;
+    assert!(
+        !gw.logs().contains("plugin=limit-count"),
+        "not compiled before a config uses it"
+    );
+    plugin_route(
+        &gw,
+        "1",
+        "/",
+        &a,
+        json!({"limit-count": {"count": 1, "time_window": 60}}),
+    )
+    .await;
+    assert!(gw.logs().contains("from_cache=false"), "{}", gw.logs());
+    gw.restart().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let logs = gw.logs();
+        let reloaded = logs.lines().any(|l| {
+            l.contains("plugin loaded")
+                && l.contains("limit-count")
+                && l.contains("from_cache=true")
+        });
+        if reloaded {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no cached load in {logs}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(gw.get("/").await.status, 200);
+    assert_eq!(gw.get("/").await.status, 503, "the limit still applies");
+}

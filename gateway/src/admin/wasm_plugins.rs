@@ -78,6 +78,14 @@ pub async fn upload(
     body: Bytes,
 ) -> AdminResult {
     check_name(&name)?;
+    if state.catalog.is_builtin(&name) {
+        return Err(AdminError {
+            status: StatusCode::CONFLICT,
+            msg: format!(
+                "{name:?} is a built-in plugin; upload your version under another name and use that name in `plugins`"
+            ),
+        });
+    }
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("");
         if !(ct.starts_with("application/wasm") || ct.starts_with("application/octet-stream")) {
@@ -104,11 +112,13 @@ async fn install(state: &AdminState, name: String, body: Bytes) -> AdminResult {
         .map_err(|e| AdminError::bad_request(e.to_string()))?;
 
     for (kind, id, conf) in users(state, &name) {
-        if kind == ResourceKind::Consumers {
-            continue;
-        }
         let (_, json) = split_meta(&conf).map_err(AdminError::bad_request)?;
-        prepared.validate(&json).map_err(|e| {
+        let checked = if kind == ResourceKind::Consumers {
+            prepared.validate_consumer(&json)
+        } else {
+            prepared.validate(&json)
+        };
+        checked.map_err(|e| {
             AdminError::bad_request(format!(
                 "the new version rejects the config of {} {id}: plugins.{name}: {e}",
                 kind.noun()

@@ -5,12 +5,14 @@
 //! `rewrite`/`access`, response status and headers in `header-filter`, the body chunk in `body-filter`,
 //! nothing in `log` (`not-in-this-phase` otherwise).
 use super::bindings::sluice::plugin::{
-    cache, clock, consumers, context, counters, http_outbound, kv, logging, metrics, request,
-    response, types,
+    cache, clock, consumers, context, counters, http_outbound, kv, logging, metrics, random,
+    request, response, types,
 };
 use super::bindings::HttpMethod;
-use super::services::{self, HostServices};
-use super::state::{Phase, RequestState};
+use super::services::{self, CacheLookup, HostServices};
+use super::state::{PendingStore, Phase, RequestState, MAX_DELAY};
+use crate::request_vars::RequestVars;
+use crate::router::VarSource;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;
@@ -220,8 +222,69 @@ fn method_from_wit(m: HttpMethod) -> Result<http::Method, String> {
     })
 }
 
+/// Longest a `cache.lookup` waits for another request's fill (nginx's `proxy_cache_lock_timeout` is 5 s).
+const MAX_LOCK_WAIT: Duration = Duration::from_secs(10);
+
 fn millis(d: u64) -> Duration {
     Duration::from_millis(d)
+}
+
+/// `request.var`: the plugin-only names first, then the request variables the router uses too.
+fn state_var(req: &RequestState, phase: Option<Phase>, name: &str) -> Option<String> {
+    match name {
+        "route_id" => return Some(req.route_id.clone()),
+        "consumer_name" => return req.consumer.clone(),
+        _ => {}
+    }
+    let response = match phase {
+        Some(p) if p.response_visible() => req.response.as_ref(),
+        _ => None,
+    };
+    if name == "status" {
+        return response.map(|r| r.status.as_u16().to_string());
+    }
+    if let Some(h) = name
+        .strip_prefix("sent_http_")
+        .or_else(|| name.strip_prefix("upstream_http_"))
+    {
+        return header_first(&response?.headers, &h.replace('_', "-"));
+    }
+    RequestVars {
+        method: &req.method,
+        path: &req.path,
+        query: req.query.as_deref(),
+        headers: &req.headers,
+        version: req.version,
+        client: req.client_addr,
+        local: req.local_addr,
+        host: req.host.as_deref(),
+        scheme: req.scheme,
+    }
+    .var(name)
+    .map(std::borrow::Cow::into_owned)
+}
+
+fn response_to_wit(c: services::CachedResponse) -> types::Response {
+    types::Response {
+        status: c.status,
+        headers: c
+            .headers
+            .into_iter()
+            .map(|(name, value)| types::HeaderField { name, value })
+            .collect(),
+        body: c.body.to_vec(),
+    }
+}
+
+fn header_pairs(map: &HeaderMap) -> Vec<(String, String)> {
+    map.iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
 }
 
 fn store_error(e: services::StoreError) -> types::StoreError {
@@ -329,6 +392,19 @@ impl request::Host for StoreData {
         self.req.consumer = Some(username);
         Ok(())
     }
+    fn set_method(&mut self, method: HttpMethod) -> Result<(), FieldError> {
+        self.request_writable()?;
+        self.req.method = method_from_wit(method).map_err(|_| FieldError::InvalidValue)?;
+        Ok(())
+    }
+    fn var(&mut self, name: String) -> Option<String> {
+        state_var(&self.req, self.phase, &name)
+    }
+    fn delay(&mut self, ms: u32) -> Result<(), FieldError> {
+        self.request_writable()?;
+        self.req.delay = (self.req.delay + millis(u64::from(ms))).min(MAX_DELAY);
+        Ok(())
+    }
 }
 
 impl response::Host for StoreData {
@@ -430,6 +506,10 @@ impl counters::Host for StoreData {
             })
             .map_err(store_error)
     }
+    fn add(&mut self, key: String, delta: i64) -> Result<i64, types::StoreError> {
+        let key = self.key(&key);
+        self.services.counters.add(&key, delta).map_err(store_error)
+    }
 }
 
 impl kv::Host for StoreData {
@@ -453,20 +533,83 @@ impl kv::Host for StoreData {
         let key = self.key(&key);
         self.services.kv.delete(&key)
     }
+    fn compare_and_swap(
+        &mut self,
+        key: String,
+        expected: Option<Vec<u8>>,
+        new: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) -> Result<bool, types::StoreError> {
+        let key = self.key(&key);
+        self.services
+            .kv
+            .compare_and_swap(&key, expected.as_deref(), &new, ttl_ms.map(millis))
+            .map_err(store_error)
+    }
 }
 
 impl cache::Host for StoreData {
+    fn lookup(&mut self, key: String, lock_wait_ms: u32) -> cache::LookupResult {
+        let key = self.key(&key);
+        let wait = millis(u64::from(lock_wait_ms)).min(MAX_LOCK_WAIT);
+        let store = Arc::clone(&self.services.cache);
+        let found = if wait.is_zero() {
+            store.lookup(&key, wait)
+        } else {
+            // Waiting for another request's fill is the host's time, not the guest's: the phase
+            // deadline moves back by what the wait took (see the epoch callback in `registry`).
+            let started = Instant::now();
+            let found = run_blocking(|| store.lookup(&key, wait));
+            self.deadline_at += started.elapsed();
+            found
+        };
+        let (lock, result) = match found {
+            CacheLookup::Hit { response, age } => {
+                return cache::LookupResult::Hit(cache::Cached {
+                    response: response_to_wit(response),
+                    age_ms: u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
+                })
+            }
+            CacheLookup::Miss(lock) => (lock, cache::LookupResult::Miss),
+            CacheLookup::Expired(lock) => (lock, cache::LookupResult::Expired),
+        };
+        if let Some(lock) = lock {
+            self.req.fill_locks.push((key, Arc::new(lock)));
+        }
+        result
+    }
+    fn store_response(&mut self, key: String, ttl_ms: u64) -> Result<(), types::StoreError> {
+        if self.phase != Some(Phase::HeaderFilter) {
+            return Err(types::StoreError::NotInThisPhase);
+        }
+        let Some(resp) = self.req.response.as_ref() else {
+            return Err(types::StoreError::NotInThisPhase);
+        };
+        if self.req.method == http::Method::HEAD {
+            // No body to store; a GET must never be answered from a HEAD's empty one.
+            return Ok(());
+        }
+        let key = self.key(&key);
+        let (status, headers) = (resp.status.as_u16(), header_pairs(&resp.headers));
+        let lock = self
+            .req
+            .fill_locks
+            .iter()
+            .position(|(k, _)| *k == key)
+            .map(|i| self.req.fill_locks.swap_remove(i).1);
+        self.req.cache_store = Some(PendingStore {
+            cache: Arc::clone(&self.services.cache),
+            key,
+            ttl: millis(ttl_ms),
+            status,
+            headers,
+            lock,
+        });
+        Ok(())
+    }
     fn get(&mut self, key: String) -> Option<types::Response> {
         let key = self.key(&key);
-        self.services.cache.get(&key).map(|c| types::Response {
-            status: c.status,
-            headers: c
-                .headers
-                .into_iter()
-                .map(|(name, value)| types::HeaderField { name, value })
-                .collect(),
-            body: c.body.to_vec(),
-        })
+        self.services.cache.get(&key).map(response_to_wit)
     }
     fn put(
         &mut self,
@@ -571,6 +714,21 @@ impl metrics::Host for StoreData {
         self.services
             .metrics
             .histogram(&self.plugin, &name, &labels, value);
+    }
+}
+
+impl random::Host for StoreData {
+    fn fill(&mut self, len: u32) -> Vec<u8> {
+        let mut buf = vec![0u8; len.min(1024) as usize];
+        match getrandom::fill(&mut buf) {
+            Ok(()) => buf,
+            Err(e) => {
+                // Never hand out predictable bytes: an empty answer makes the SDK's `random::bytes`
+                // trap, which the gateway contains as a plugin fault (500 for that request).
+                tracing::error!(plugin = &*self.plugin, "random source failed: {e}");
+                Vec::new()
+            }
+        }
     }
 }
 

@@ -76,6 +76,17 @@
 //! outbound calls pay nothing for it. If outbound-heavy plugins become common, the alternative is async
 //! bindings on a second engine used only for components that import `http-outbound`.
 //!
+//! ## Imports that wait: `request.delay` and `cache.lookup`
+//!
+//! Two imports wait on a plugin's behalf. `request.delay` only records the wish in the
+//! [`RequestState`]; the proxy sleeps on a tokio timer after the phase returns (no instance, no thread held),
+//! which is how `limit-req` and `limit-conn` smooth bursts. `cache.lookup` coalesces concurrent misses of one
+//! key (the first request becomes the filler, the rest wait for its response, see [`services::LocalCache`]);
+//! that wait happens inside the call (`block_in_place`, like outbound HTTP), and its duration is added back to
+//! the phase deadline through the store's epoch callback, which only runs when the tick deadline is reached
+//! and so costs nothing per call. `cache.store-response` does not copy the body through the guest at all:
+//! the proxy tees the upstream body into the cache as it streams to the client and commits it at the end.
+//!
 //! ## Limits and containment
 //!
 //! [`HostConfig`] defaults: phase deadline 50 ms (epoch interruption, 5 ms ticker thread), 200 ms for
@@ -88,16 +99,19 @@
 //!
 //! ## Files
 //! `bindings` (the only `bindgen!`), `engine` (config, limits, ticker, linker), `host` (store data and the
-//! imports), `services` (traits + in-process impls), `registry` (load, pool, configure, call), `validate`
-//! (upload checks), `artifact` (compiled-artifact cache), `state` (request state, decisions), `fault`
-//! (errors), `metrics` (per-plugin counters).
+//! imports), `services` (traits + in-process impls), `response_cache` (the cache store with fill locks),
+//! `bounded_map` (the byte-bounded TTL map under kv and cache), `registry` (load, pool, configure, call),
+//! `validate` (upload checks), `artifact` (compiled-artifact cache), `state` (request state, decisions),
+//! `fault` (errors), `metrics` (per-plugin counters).
 pub mod artifact;
 pub mod bindings;
+mod bounded_map;
 pub mod engine;
 pub mod fault;
 mod host;
 pub mod metrics;
 pub mod registry;
+mod response_cache;
 pub mod services;
 pub mod state;
 pub mod validate;

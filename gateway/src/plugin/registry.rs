@@ -27,6 +27,8 @@ pub struct PluginInfo {
     pub priority: i32,
     /// The phases it implements, in request order. Others are never called.
     pub phases: Vec<Phase>,
+    /// Auth plugins: the consumer-config field that identifies a credential (`key` for key-auth).
+    pub consumer_credential: Option<String>,
 }
 
 /// Hasher for config ids (unique counters): the id is its own hash.
@@ -149,7 +151,22 @@ fn new_instance(
     );
     let mut store = Store::new(&inner.engine, data);
     store.limiter(|d| &mut d.limiter);
-    store.epoch_deadline_trap();
+    // Runs only when the tick deadline set per call is reached (so it costs nothing per call): it traps
+    // once the call's wall-clock deadline has really passed, and otherwise lets the guest go on. The
+    // difference matters after host imports that wait on the guest's behalf (a coalesced cache miss):
+    // they push `deadline_at` back by the time they waited, which is not the guest's to pay for.
+    let tick = inner.config.clone();
+    store.epoch_deadline_callback(move |ctx| {
+        let left = ctx
+            .data()
+            .deadline_at
+            .saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            Err(Trap::Interrupt.into())
+        } else {
+            Ok(wasmtime::UpdateDeadline::Continue(tick.ticks(left)))
+        }
+    });
     store.set_epoch_deadline(inner.config.ticks(inner.config.config_deadline));
     let exports = pre.instantiate(&mut store).map_err(|e| {
         let denied = store.data().limiter.memory_denied;
@@ -371,6 +388,21 @@ impl LoadedPlugin {
 
     /// Runs the plugin's `validate` on a config (admin writes call this; errors go back as 400s).
     pub fn validate(&self, config: &str) -> Result<(), ConfigError> {
+        self.check_config(|p, s| p.call_validate(s, config))
+    }
+
+    /// Runs the plugin's `validate-consumer` on its config inside a consumer object.
+    pub fn validate_consumer(&self, config: &str) -> Result<(), ConfigError> {
+        self.check_config(|p, s| p.call_validate_consumer(s, config))
+    }
+
+    fn check_config(
+        &self,
+        call: impl FnOnce(
+            &bindings::Plugin,
+            &mut Store<StoreData>,
+        ) -> wasmtime::Result<Result<(), String>>,
+    ) -> Result<(), ConfigError> {
         let mut inst = self.checkout()?;
         let deadline = self.config().config_deadline;
         let result = run_call(
@@ -379,7 +411,7 @@ impl LoadedPlugin {
             &mut inst,
             CallSite::Validate,
             deadline,
-            |p, s| p.call_validate(s, config),
+            call,
         );
         match result {
             Ok(r) => {
@@ -653,6 +685,7 @@ impl PluginRegistry {
                 version: wit_info.version,
                 priority: wit_info.priority,
                 phases,
+                consumer_credential: wit_info.consumer_credential,
             },
             phase_mask,
             from_cache,

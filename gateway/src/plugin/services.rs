@@ -4,8 +4,10 @@
 //!
 //! Keys reaching these traits are already namespaced per plugin (`<plugin>\u{0}<key>`), so plugins cannot
 //! read each other's entries.
+use super::bounded_map::{BoundedTtlMap, Eviction};
+pub use super::response_cache::{CacheLookup, CachedResponse, FillLock, LocalCache, ResponseCache};
 use bytes::Bytes;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
@@ -34,6 +36,8 @@ pub struct WindowCount {
 pub trait Counters: Send + Sync {
     /// Atomically adds `delta` to `key` in a window of `window`.
     fn incr(&self, key: &str, delta: u64, window: Duration) -> Result<WindowCount, StoreError>;
+    /// Atomically adds `delta` to the windowless gauge `key`; returns the value after. Zero removes it.
+    fn add(&self, key: &str, delta: i64) -> Result<i64, StoreError>;
 }
 
 /// Shared bounded key/value store with TTL.
@@ -44,27 +48,14 @@ pub trait KvStore: Send + Sync {
     fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), StoreError>;
     /// Deletes; true if present.
     fn delete(&self, key: &str) -> bool;
-}
-
-/// A cached response.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CachedResponse {
-    /// Status.
-    pub status: u16,
-    /// Headers in order.
-    pub headers: Vec<(String, String)>,
-    /// Body.
-    pub body: Bytes,
-}
-
-/// Response cache store.
-pub trait ResponseCache: Send + Sync {
-    /// A live cached response.
-    fn get(&self, key: &str) -> Option<CachedResponse>;
-    /// Stores a response for `ttl`.
-    fn put(&self, key: &str, value: CachedResponse, ttl: Duration) -> Result<(), StoreError>;
-    /// Removes; true if present.
-    fn purge(&self, key: &str) -> bool;
+    /// Sets `key` to `new` if it currently holds `expected` (`None`: absent or expired), atomically.
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, StoreError>;
 }
 
 /// A consumer as auth plugins see it.
@@ -189,6 +180,7 @@ impl HostServices {
 #[derive(Default)]
 pub struct LocalCounters {
     inner: Mutex<CountersInner>,
+    gauges: Mutex<HashMap<String, i64>>,
 }
 
 #[derive(Default)]
@@ -216,93 +208,16 @@ impl Counters for LocalCounters {
             reset_after: (entry.1 + entry.2).saturating_duration_since(now),
         })
     }
-}
 
-/// A size-bounded map with optional per-entry TTL that evicts the oldest-written entries first.
-struct BoundedTtlMap<V> {
-    entries: HashMap<String, Entry<V>>,
-    order: BTreeMap<u64, String>,
-    seq: u64,
-    bytes: usize,
-    max_bytes: usize,
-    max_entry: usize,
-}
-
-struct Entry<V> {
-    value: V,
-    size: usize,
-    expires: Option<Instant>,
-    seq: u64,
-}
-
-impl<V: Clone> BoundedTtlMap<V> {
-    fn new(max_bytes: usize, max_entry: usize) -> Self {
-        Self {
-            entries: HashMap::new(),
-            order: BTreeMap::new(),
-            seq: 0,
-            bytes: 0,
-            max_bytes,
-            max_entry,
+    fn add(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        let mut gauges = self.gauges.lock().unwrap_or_else(|p| p.into_inner());
+        let value = gauges.get(key).copied().unwrap_or(0).saturating_add(delta);
+        if value == 0 {
+            gauges.remove(key);
+        } else {
+            gauges.insert(key.to_string(), value);
         }
-    }
-
-    fn get(&mut self, key: &str) -> Option<V> {
-        let expired = match self.entries.get(key) {
-            None => return None,
-            Some(e) => e.expires.is_some_and(|t| t <= Instant::now()),
-        };
-        if expired {
-            self.remove(key);
-            return None;
-        }
-        self.entries.get(key).map(|e| e.value.clone())
-    }
-
-    fn insert(
-        &mut self,
-        key: &str,
-        value: V,
-        size: usize,
-        ttl: Option<Duration>,
-    ) -> Result<(), StoreError> {
-        let size = size + key.len();
-        if size > self.max_entry || size > self.max_bytes {
-            return Err(StoreError::TooLarge);
-        }
-        self.remove(key);
-        while self.bytes + size > self.max_bytes {
-            let Some((_, oldest)) = self.order.pop_first() else {
-                break;
-            };
-            if let Some(e) = self.entries.remove(&oldest) {
-                self.bytes -= e.size;
-            }
-        }
-        self.seq += 1;
-        self.order.insert(self.seq, key.to_string());
-        self.entries.insert(
-            key.to_string(),
-            Entry {
-                value,
-                size,
-                expires: ttl.map(|t| Instant::now() + t),
-                seq: self.seq,
-            },
-        );
-        self.bytes += size;
-        Ok(())
-    }
-
-    fn remove(&mut self, key: &str) -> bool {
-        match self.entries.remove(key) {
-            Some(e) => {
-                self.order.remove(&e.seq);
-                self.bytes -= e.size;
-                e.expires.is_none_or(|t| t > Instant::now())
-            }
-            None => false,
-        }
+        Ok(value)
     }
 }
 
@@ -315,7 +230,11 @@ impl LocalKv {
     /// At most `max_bytes` in all and `max_entry` per entry (key + value).
     pub fn new(max_bytes: usize, max_entry: usize) -> Self {
         Self {
-            map: Mutex::new(BoundedTtlMap::new(max_bytes, max_entry)),
+            map: Mutex::new(BoundedTtlMap::new(
+                max_bytes,
+                max_entry,
+                Eviction::OldestWritten,
+            )),
         }
     }
 }
@@ -338,43 +257,19 @@ impl KvStore for LocalKv {
             .unwrap_or_else(|p| p.into_inner())
             .remove(key)
     }
-}
-
-/// In-process response cache, bounded like [`LocalKv`].
-pub struct LocalCache {
-    map: Mutex<BoundedTtlMap<CachedResponse>>,
-}
-
-impl LocalCache {
-    /// At most `max_bytes` in all and `max_entry` per response.
-    pub fn new(max_bytes: usize, max_entry: usize) -> Self {
-        Self {
-            map: Mutex::new(BoundedTtlMap::new(max_bytes, max_entry)),
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, StoreError> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.get(key).as_deref() != expected {
+            return Ok(false);
         }
-    }
-}
-
-impl ResponseCache for LocalCache {
-    fn get(&self, key: &str) -> Option<CachedResponse> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).get(key)
-    }
-    fn put(&self, key: &str, value: CachedResponse, ttl: Duration) -> Result<(), StoreError> {
-        let size = value.body.len()
-            + value
-                .headers
-                .iter()
-                .map(|(n, v)| n.len() + v.len())
-                .sum::<usize>();
-        self.map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, value, size, Some(ttl))
-    }
-    fn purge(&self, key: &str) -> bool {
-        self.map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key)
+        map.insert(key, new.to_vec(), new.len(), ttl)?;
+        Ok(true)
     }
 }
 

@@ -1,10 +1,13 @@
 //! What the gateway hands a phase call and gets back: the request state plugins read and change, and
 //! the decision.
+use super::services::{FillLock, ResponseCache};
 use bytes::Bytes;
-use http::{HeaderMap, Method, StatusCode};
+use http::{HeaderMap, Method, StatusCode, Version};
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// A request-lifecycle phase (mirrors the WIT `phase` enum).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -105,8 +108,16 @@ pub struct RequestState {
     pub query: Option<String>,
     /// Request headers.
     pub headers: HeaderMap,
+    /// The client's HTTP version (for `server_protocol`).
+    pub version: Version,
+    /// The host the client asked for, without port (for `host`).
+    pub host: Option<String>,
     /// Client address.
     pub client_addr: SocketAddr,
+    /// The listener's address (for `server_addr`/`server_port`).
+    pub local_addr: SocketAddr,
+    /// `http` or `https`.
+    pub scheme: &'static str,
     /// The matched route's id.
     pub route_id: String,
     /// The authenticated consumer's username.
@@ -115,6 +126,42 @@ pub struct RequestState {
     pub ctx: HashMap<String, String>,
     /// The response, once the upstream (or a plugin) produced one; `None` in `rewrite`/`access`.
     pub response: Option<ResponseState>,
+    /// Time the gateway waits after the current phase (`request.delay`), then resets to zero.
+    pub delay: Duration,
+    /// Response-cache fill locks this request holds (`cache.lookup` missed), by namespaced key. Released
+    /// when the state is dropped, unless `cache_store` took one over.
+    pub fill_locks: Vec<(String, Arc<FillLock>)>,
+    /// A `cache.store-response` request: the gateway tees the response body into the cache.
+    pub cache_store: Option<PendingStore>,
+}
+
+/// The longest total delay one request may ask for.
+pub const MAX_DELAY: Duration = Duration::from_secs(60);
+
+/// A response to store in the cache once its body has streamed to the client.
+#[derive(Clone)]
+pub struct PendingStore {
+    /// Where to store it.
+    pub cache: Arc<dyn ResponseCache>,
+    /// Namespaced key.
+    pub key: String,
+    /// Lifetime.
+    pub ttl: Duration,
+    /// Status as it was when the plugin asked.
+    pub status: u16,
+    /// Headers as they were when the plugin asked.
+    pub headers: Vec<(String, String)>,
+    /// The fill lock to hold until the entry is stored (waiters then hit).
+    pub lock: Option<Arc<FillLock>>,
+}
+
+impl fmt::Debug for PendingStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingStore")
+            .field("key", &self.key)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for RequestState {
@@ -124,11 +171,18 @@ impl Default for RequestState {
             path: "/".to_string(),
             query: None,
             headers: HeaderMap::new(),
+            version: Version::HTTP_11,
+            host: None,
             client_addr: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+            local_addr: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+            scheme: "http",
             route_id: String::new(),
             consumer: None,
             ctx: HashMap::new(),
             response: None,
+            delay: Duration::ZERO,
+            fill_locks: Vec::new(),
+            cache_store: None,
         }
     }
 }

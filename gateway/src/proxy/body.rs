@@ -158,6 +158,8 @@ pub enum ResponseBody {
     Proxied(IdleTimeout<hyper::body::Incoming>),
     /// Either of the above passing through `body_filter` / `log` plugins.
     Phased(Box<super::phases::PhasedBody>),
+    /// A proxied body teed into the response cache.
+    Filling(Box<super::cache_fill::CacheFillBody>),
 }
 
 impl ResponseBody {
@@ -178,6 +180,7 @@ impl Body for ResponseBody {
             ResponseBody::Local(b) => Pin::new(b).poll_frame(cx).map_err(|never| match never {}),
             ResponseBody::Proxied(b) => Pin::new(b).poll_frame(cx),
             ResponseBody::Phased(b) => Pin::new(b.as_mut()).poll_frame(cx),
+            ResponseBody::Filling(b) => Pin::new(b.as_mut()).poll_frame(cx),
         }
     }
 
@@ -186,6 +189,7 @@ impl Body for ResponseBody {
             ResponseBody::Local(b) => b.is_end_stream(),
             ResponseBody::Proxied(b) => b.is_end_stream(),
             ResponseBody::Phased(b) => b.is_end_stream(),
+            ResponseBody::Filling(b) => b.is_end_stream(),
         }
     }
 
@@ -194,6 +198,7 @@ impl Body for ResponseBody {
             ResponseBody::Local(b) => b.size_hint(),
             ResponseBody::Proxied(b) => b.size_hint(),
             ResponseBody::Phased(b) => b.size_hint(),
+            ResponseBody::Filling(b) => b.size_hint(),
         }
     }
 }

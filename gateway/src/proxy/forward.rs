@@ -45,6 +45,8 @@ pub struct Forward<'a> {
     pub timeouts: Timeouts,
     pub hash_key: Option<&'a [u8]>,
     pub client_host: Option<HeaderValue>,
+    /// A `Host` a plugin set: sent to every node instead of what `pass_host` would choose.
+    pub host_override: Option<HeaderValue>,
 }
 
 impl Forward<'_> {
@@ -99,7 +101,11 @@ impl Forward<'_> {
                 }
             };
             last_node = Some(addr);
-            match upstream_host(up, node, self.client_host.as_ref()) {
+            let chosen = match &self.host_override {
+                Some(h) => Some(h.clone()),
+                None => upstream_host(up, node, self.client_host.as_ref()),
+            };
+            match chosen {
                 Some(h) => {
                     request.headers_mut().insert(HOST, h);
                 }

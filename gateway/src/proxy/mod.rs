@@ -6,16 +6,16 @@
 
 mod access_log;
 mod body;
+mod cache_fill;
 mod error;
 mod forward;
 mod headers;
 mod path;
 mod phases;
-mod vars;
 
+pub use crate::request_vars::RequestVars;
 pub use body::{ResponseBody, UpstreamRequestBody};
 pub use error::ProxyError;
-pub use vars::RequestVars;
 
 use crate::plugin::Phase;
 use crate::router::VarSource;
@@ -69,7 +69,6 @@ fn hash_key(on: &HashOn, vars: &RequestVars<'_>) -> Vec<u8> {
     let found = match on {
         HashOn::Vars(name) => vars.var(name).map(|v| v.into_owned()),
         HashOn::Header(name) => vars
-            .parts
             .headers
             .get(name.as_str())
             .and_then(|v| v.to_str().ok())
@@ -147,15 +146,27 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
 
     // request phases: rewrite, access
     let mut plugin_state = None;
+    let mut host_override = None;
     // Routes without plugins skip the plugin state entirely (no Arc clones, no header moves).
     if !snapshot.global_chain.is_empty() || !route.chain.is_empty() {
         let chains = phases::Chains {
             global: Arc::clone(&snapshot.global_chain),
             route: Arc::clone(&route.chain),
         };
-        let mut st = phases::request_state(&mut parts, conn, &route.id);
+        let mut st = phases::request_state(
+            &mut parts,
+            conn,
+            host.as_ref().and_then(host_name),
+            &route.id,
+        );
         for phase in [Phase::Rewrite, Phase::Access] {
-            match chains.run(phase, &mut st) {
+            let ran = chains.run(phase, &mut st);
+            // `request.delay` (limit-req, limit-conn): a timer, no thread or instance held.
+            let delay = std::mem::take(&mut st.delay);
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            match ran {
                 Ok(None) => {}
                 Ok(Some(r)) => {
                     return respond(phases::plugin_response(r), record, Some((chains, st)));
@@ -169,7 +180,11 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
                 }
             }
         }
-        phases::apply_request(&mut st, &mut parts);
+        phases::apply_request(&chains, &mut st, &mut parts);
+        // A plugin that set `Host` (proxy-rewrite `host`) overrides the upstream's `pass_host`.
+        if parts.headers.get(HOST) != host.as_ref() {
+            host_override = parts.headers.get(HOST).cloned();
+        }
         plugin_state = Some((chains, st));
     }
 
@@ -199,6 +214,7 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
         timeouts: route.timeouts,
         hash_key: key.as_deref(),
         client_host: host,
+        host_override,
     }
     .run(parts, body)
     .await;
@@ -244,6 +260,12 @@ fn respond(
                 }
             } else {
                 resp
+            };
+            let resp = match st.cache_store.take() {
+                Some(store) if matches!(resp.body(), ResponseBody::Proxied(_)) => resp.map(|b| {
+                    ResponseBody::Filling(Box::new(cache_fill::CacheFillBody::new(b, store)))
+                }),
+                _ => resp,
             };
             if chains.implements(Phase::BodyFilter) || chains.implements(Phase::Log) {
                 if st.response.is_none() {

@@ -8,6 +8,7 @@ use super::body::ResponseBody;
 use super::Conn;
 use crate::chain::PluginChain;
 use crate::plugin::{Phase, PluginResponse, RequestState, ResponseState};
+use http::header::{HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Response, StatusCode};
 use std::sync::Arc;
@@ -43,21 +44,50 @@ impl Chains {
 }
 
 /// Moves the request head into the state plugins see.
-pub fn request_state(parts: &mut Parts, conn: Conn, route_id: &str) -> RequestState {
+pub fn request_state(
+    parts: &mut Parts,
+    conn: Conn,
+    host: Option<&str>,
+    route_id: &str,
+) -> RequestState {
     RequestState {
         method: parts.method.clone(),
         path: parts.uri.path().to_string(),
         query: parts.uri.query().map(str::to_string),
         headers: std::mem::take(&mut parts.headers),
+        version: parts.version,
+        host: host.map(str::to_string),
         client_addr: conn.client,
+        local_addr: conn.local,
+        scheme: conn.scheme,
         route_id: route_id.to_string(),
         ..RequestState::default()
     }
 }
 
-/// Moves what plugins left (headers, path, query) back into the request head.
-pub fn apply_request(state: &mut RequestState, parts: &mut Parts) {
-    parts.headers = std::mem::take(&mut state.headers);
+static X_CONSUMER_USERNAME: HeaderName = HeaderName::from_static("x-consumer-username");
+
+/// Moves what plugins left (method, headers, path, query, consumer) back into the request head.
+///
+/// The headers are copied instead of moved when a response phase will run, since plugins read request
+/// headers there too (proxy-cache's `no_cache: ["$http_x_no_cache"]`); chains with request phases only
+/// keep the cheaper move. The consumer an auth plugin matched reaches the upstream as
+/// `X-Consumer-Username` (as in APISIX), replacing any the client sent.
+pub fn apply_request(chains: &Chains, state: &mut RequestState, parts: &mut Parts) {
+    parts.method = state.method.clone();
+    let later = [Phase::HeaderFilter, Phase::BodyFilter, Phase::Log];
+    parts.headers = if later.into_iter().any(|p| chains.implements(p)) {
+        state.headers.clone()
+    } else {
+        std::mem::take(&mut state.headers)
+    };
+    if let Some(v) = state
+        .consumer
+        .as_deref()
+        .and_then(|c| HeaderValue::from_str(c).ok())
+    {
+        parts.headers.insert(X_CONSUMER_USERNAME.clone(), v);
+    }
     let changed = parts.uri.path() != state.path || parts.uri.query() != state.query.as_deref();
     if changed {
         let pq = match &state.query {
@@ -198,7 +228,9 @@ impl http_body::Body for PhasedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        // With `body_filter` active the stream is not over until the filters saw its end: an empty
+        // upstream body must still reach them once (a filter may replace it with a whole body).
+        self.inner.is_end_stream() && (!self.filter || self.filtered_end)
     }
 
     fn size_hint(&self) -> http_body::SizeHint {

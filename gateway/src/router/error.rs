@@ -1,7 +1,7 @@
 //! Build errors. The admin API returns `Display` verbatim, so every message
 //! names the route id and the offending field (`route 7: uris[0]: ...`).
 
-use super::vars::VarsError;
+use sluice_expr::VarsError;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteBuildError {

@@ -44,20 +44,26 @@
 //!   `example.com`. The request host's `:port` is ignored. A route with
 //!   hosts never matches a request without a host.
 //! * `remote_addrs` (IPs/CIDRs, v4 and v6) are checked against the
-//!   `remote_addr` variable from the [`VarSource`].
+//!   `remote_addr` variable from the [`VarSource`], with the same
+//!   [`IpMatcher`](sluice_expr::IpMatcher) as the `ipmatch` vars operator.
 //! * `vars`: see [`vars`]; `null` or `[]` means no condition.
+//!
+//! The `vars` dialect, [`VarSource`] and the IP matcher live in the
+//! [`sluice_expr`] crate (`plugin-sdk/expr/`), not here, because built-in
+//! wasm plugins must evaluate exactly the same expressions; this module
+//! re-exports them so `router::VarSource`, `router::vars::Expr`, ... keep
+//! working.
 //!
 //! The router is immutable after [`Router::build`]; configuration changes
 //! build a new one (cheap enough to do per change) and swap it in.
 
 mod error;
 mod host;
-mod ip;
 mod prefix_trie;
 mod route;
 mod uri_index;
-mod var_source;
-pub mod vars;
+/// The lua-resty-expr dialect of route `vars`, shared with plugins.
+pub use sluice_expr as vars;
 
 #[cfg(test)]
 mod tests;
@@ -68,8 +74,7 @@ use std::collections::HashSet;
 use http::Method;
 
 pub use error::RouteBuildError;
-pub use var_source::{NoVars, VarSource};
-pub use vars::{Expr, VarsError};
+pub use sluice_expr::{Expr, NoVars, VarSource, VarsError};
 
 use route::CompiledRoute;
 use uri_index::{UriIndex, UriIndexBuilder, UriPattern};

@@ -1,12 +1,10 @@
 //! One compiled route: everything except the URI, which lives in the index.
 
 use http::Method;
+use sluice_expr::{Expr, IpMatcher, VarSource};
 
 use super::error::RouteBuildError;
 use super::host::HostPattern;
-use super::ip::IpMatcher;
-use super::var_source::VarSource;
-use super::vars::Expr;
 use super::RouteSpec;
 
 /// The per-request checks of a route, pre-parsed so matching never parses

@@ -7,6 +7,7 @@ use crate::config::{
     parse_resource, ConfigError, Consumer, GlobalRule, PluginConfig, Plugins, ResourceKind, Route,
     Service, Upstream,
 };
+use crate::consumers::ConsumerIndex;
 use crate::router::{RouteSpec, Router};
 use crate::upstream::{Timeouts, UpstreamRuntime};
 use std::collections::HashMap;
@@ -31,6 +32,8 @@ pub struct Snapshot {
     upstreams: HashMap<String, Arc<UpstreamRuntime>>,
     /// Plugins of every global rule; they run before the route's own in each phase.
     pub global_chain: Arc<PluginChain>,
+    /// Consumer credentials for auth plugins.
+    pub consumers: ConsumerIndex,
 }
 
 fn in_resource(kind: ResourceKind, id: &str) -> impl Fn(ConfigError) -> ConfigError + '_ {
@@ -88,6 +91,7 @@ impl Snapshot {
             router: Router::build(Vec::new()).unwrap_or_else(|_| unreachable!()),
             upstreams: HashMap::new(),
             global_chain: Arc::default(),
+            consumers: ConsumerIndex::default(),
         }
     }
 
@@ -164,19 +168,14 @@ impl Snapshot {
             global_chains.push(b.chain(&rule.plugins).map_err(&ctx)?);
         }
 
+        let mut consumers = ConsumerIndex::default();
         for (id, v) in config.objects(ResourceKind::Consumers) {
             let ctx = in_resource(ResourceKind::Consumers, id);
             let c: Consumer = parse_resource(v).map_err(&ctx)?;
             c.check().map_err(&ctx)?;
-            // A consumer's plugin entries are credentials read by the auth plugins, not route configs:
-            // only the names are checked here.
-            for name in c.plugins.iter().flat_map(|p| p.keys()) {
-                if !b.catalog.exists(name) {
-                    return Err(ctx(ConfigError::new(format!(
-                        "plugins.{name}: unknown plugin {name:?}"
-                    ))));
-                }
-            }
+            // A consumer's plugin entries are credentials read by the auth plugins, checked by each
+            // plugin's `validate-consumer`, not route configs.
+            consumers.add(&c, b.catalog).map_err(&ctx)?;
         }
 
         let mut specs = Vec::new();
@@ -267,6 +266,7 @@ impl Snapshot {
             router,
             upstreams: b.upstreams,
             global_chain,
+            consumers,
         })
     }
 }

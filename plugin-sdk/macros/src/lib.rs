@@ -3,7 +3,9 @@
 //! Put it on the `impl Plugin for MyPlugin { ... }` block. It keeps the impl as written and adds:
 //! 1. the list of phases the impl defines (the host's `info()` reports exactly these, so the gateway never
 //!    calls a phase the plugin left at its default), plus the crate's name and version;
-//! 2. on `wasm32`, the component exports (`validate`, `configure`, the phases...) that forward to the trait.
+//! 2. on `wasm32`, the component exports (`info`, `validate`, `validate-consumer`, `configure`, the phases...)
+//!    that forward to the trait; `info` also reports `Plugin::CONSUMER_CREDENTIAL`, which the trait supplies
+//!    itself, so only the phase list has to be read off the impl.
 //!
 //! Why an attribute and not `export_plugin!(MyPlugin)`: a declarative macro cannot see which trait methods an
 //! impl overrides; the attribute reads them off the impl block. It parses tokens by hand (no `syn`) because all

@@ -28,9 +28,13 @@ impl Guest for Contract {
             version: "0.1.0".into(),
             priority: 0,
             phases: vec![Phase::Access, Phase::HeaderFilter, Phase::Log],
+            consumer_credential: None,
         }
     }
     fn validate(_config: String) -> Result<(), String> {
+        Ok(())
+    }
+    fn validate_consumer(_config: String) -> Result<(), String> {
         Ok(())
     }
     fn configure(_config: String) -> Result<ConfigHandle, String> {

@@ -1,13 +1,23 @@
 //! APISIX request variables (`arg_*`, `http_*`, `cookie_*`, `uri`, `host`, `remote_addr`, ...) read
-//! lazily from the request head: nothing is parsed unless a route's `vars` or a `chash` key asks.
+//! lazily from the request head: nothing is parsed unless a route's `vars`, a `chash` key or a plugin's
+//! `request.var` asks.
+//!
+//! One resolver for the router and the plugin host, so a variable means the same thing in a route's
+//! `vars` and in a plugin's config; it works on borrowed pieces because the plugin host holds the head
+//! taken apart ([`crate::plugin::RequestState`]) while the router holds it whole.
 
 use crate::router::VarSource;
 use http::request::Parts;
+use http::{HeaderMap, Method, Version};
 use std::borrow::Cow;
 use std::net::SocketAddr;
 
 pub struct RequestVars<'a> {
-    pub parts: &'a Parts,
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    pub version: Version,
     pub client: SocketAddr,
     pub local: SocketAddr,
     pub host: Option<&'a str>,
@@ -15,9 +25,13 @@ pub struct RequestVars<'a> {
 }
 
 impl<'a> RequestVars<'a> {
-    pub fn new(parts: &'a Parts, conn: super::Conn, host: Option<&'a str>) -> Self {
+    pub fn new(parts: &'a Parts, conn: crate::proxy::Conn, host: Option<&'a str>) -> Self {
         RequestVars {
-            parts,
+            method: &parts.method,
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            headers: &parts.headers,
+            version: parts.version,
             client: conn.client,
             local: conn.local,
             host,
@@ -43,11 +57,11 @@ fn cookie<'c>(header: &'c str, name: &str) -> Option<&'c str> {
 impl VarSource for RequestVars<'_> {
     fn var(&self, name: &str) -> Option<Cow<'_, str>> {
         if let Some(arg) = name.strip_prefix("arg_") {
-            return query_arg(self.parts.uri.query()?, arg);
+            return query_arg(self.query?, arg);
         }
         if let Some(h) = name.strip_prefix("http_") {
             let header = h.replace('_', "-");
-            let mut values = self.parts.headers.get_all(header.as_str()).iter();
+            let mut values = self.headers.get_all(header.as_str()).iter();
             let first = values.next()?.to_str().ok()?;
             // nginx joins repeated headers with ", "; so do we.
             return match values.next() {
@@ -64,7 +78,6 @@ impl VarSource for RequestVars<'_> {
         }
         if let Some(c) = name.strip_prefix("cookie_") {
             return self
-                .parts
                 .headers
                 .get_all(http::header::COOKIE)
                 .iter()
@@ -73,22 +86,20 @@ impl VarSource for RequestVars<'_> {
                 .map(Cow::Borrowed);
         }
         match name {
-            "uri" => Some(Cow::Borrowed(self.parts.uri.path())),
-            "request_uri" => Some(Cow::Borrowed(
-                self.parts
-                    .uri
-                    .path_and_query()
-                    .map_or("/", |pq| pq.as_str()),
-            )),
-            "args" | "query_string" => self.parts.uri.query().map(Cow::Borrowed),
+            "uri" => Some(Cow::Borrowed(self.path)),
+            "request_uri" => Some(match self.query {
+                Some(q) => Cow::Owned(format!("{}?{q}", self.path)),
+                None => Cow::Borrowed(self.path),
+            }),
+            "args" | "query_string" => self.query.map(Cow::Borrowed),
             "host" => self.host.map(Cow::Borrowed),
-            "request_method" => Some(Cow::Borrowed(self.parts.method.as_str())),
+            "request_method" => Some(Cow::Borrowed(self.method.as_str())),
             "remote_addr" => Some(Cow::Owned(self.client.ip().to_string())),
             "remote_port" => Some(Cow::Owned(self.client.port().to_string())),
             "server_addr" => Some(Cow::Owned(self.local.ip().to_string())),
             "server_port" => Some(Cow::Owned(self.local.port().to_string())),
             "scheme" => Some(Cow::Borrowed(self.scheme)),
-            "server_protocol" => Some(Cow::Borrowed(match self.parts.version {
+            "server_protocol" => Some(Cow::Borrowed(match self.version {
                 http::Version::HTTP_2 => "HTTP/2.0",
                 http::Version::HTTP_10 => "HTTP/1.0",
                 _ => "HTTP/1.1",
@@ -111,13 +122,12 @@ mod tests {
             .body(())
             .unwrap();
         let (parts, _) = req.into_parts();
-        let v = RequestVars {
-            parts: &parts,
+        let conn = crate::proxy::Conn {
             client: "10.0.0.9:5555".parse().unwrap(),
             local: "127.0.0.1:9080".parse().unwrap(),
-            host: Some("example.com"),
             scheme: "http",
         };
+        let v = RequestVars::new(&parts, conn, Some("example.com"));
         assert_eq!(v.var("arg_name").as_deref(), Some("a b"));
         assert_eq!(v.var("arg_missing"), None);
         assert_eq!(v.var("http_x_user_id").as_deref(), Some("42"));
@@ -125,5 +135,6 @@ mod tests {
         assert_eq!(v.var("uri").as_deref(), Some("/p/q"));
         assert_eq!(v.var("remote_addr").as_deref(), Some("10.0.0.9"));
         assert_eq!(v.var("host").as_deref(), Some("example.com"));
+        assert_eq!(v.var("request_uri").as_deref(), Some("/p/q?name=a%20b&x=1"));
     }
 }

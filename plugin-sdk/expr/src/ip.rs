@@ -71,16 +71,14 @@ fn canonical(ip: IpAddr) -> IpAddr {
 
 /// A list of networks; matches when any contains the address.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct IpMatcher {
+pub struct IpMatcher {
     nets: Vec<IpNet>,
 }
 
 impl IpMatcher {
     /// Parses every entry; the error carries the offending entry's index so
     /// callers can point at `remote_addrs[i]` / the vars condition.
-    pub(crate) fn parse<'s>(
-        entries: impl IntoIterator<Item = &'s str>,
-    ) -> Result<Self, (usize, String)> {
+    pub fn parse<'s>(entries: impl IntoIterator<Item = &'s str>) -> Result<Self, (usize, String)> {
         let nets = entries
             .into_iter()
             .enumerate()
@@ -90,7 +88,7 @@ impl IpMatcher {
     }
 
     /// An unparsable address (e.g. a unix-socket peer) never matches.
-    pub(crate) fn matches_str(&self, addr: &str) -> bool {
+    pub fn matches_str(&self, addr: &str) -> bool {
         addr.parse::<IpAddr>()
             .is_ok_and(|ip| self.nets.iter().any(|n| n.contains(ip)))
     }

@@ -1,6 +1,19 @@
 //! `vars` expressions: a Rust port of lua-resty-expr (v1) as used by APISIX
 //! routes, traffic-split rules and several plugins.
 //!
+//! # Why a separate crate
+//!
+//! The gateway's router matches route `vars` and `remote_addrs` with it, and
+//! built-in plugins compiled to wasm32 (response-rewrite `vars`, proxy-cache
+//! `no_cache`/`cache_bypass`, traffic rules) evaluate the very same dialect
+//! inside the guest. One implementation means an expression that the admin
+//! API accepts on a route means exactly the same thing in a plugin config,
+//! with the same error messages. Hence the constraints: no I/O, no async
+//! runtime, no dependency that needs an operating system, so it builds for
+//! `wasm32-unknown-unknown`. Variables come in through the [`VarSource`]
+//! trait: the gateway resolves them lazily from the live request, the plugin
+//! SDK through the host's `request::var` import.
+//!
 //! An expression is JSON. The top level is a list of rules that must *all*
 //! hold, or a logical form:
 //!
@@ -42,16 +55,38 @@
 //!   headers are joined.
 //! * Regexes use Rust `regex` syntax (no look-around or back-references);
 //!   they are compiled once, here, never per request.
+//!
+//! # Example
+//!
+//! Compile once when the config is loaded, evaluate per request:
+//!
+//! ```
+//! use sluice_expr::Expr;
+//! use serde_json::json;
+//!
+//! let expr = Expr::compile(&json!([["arg_v", ">=", 2], ["remote_addr", "ipmatch", "10.0.0.0/8"]]))
+//!     .expect("valid expression");
+//! assert!(expr.eval(&[("arg_v", "3"), ("remote_addr", "10.1.2.3")]));
+//! assert!(!expr.eval(&[("arg_v", "1"), ("remote_addr", "10.1.2.3")]));
+//!
+//! let err = Expr::compile(&json!([["arg_v", "=~", "x"]])).unwrap_err();
+//! assert_eq!(err.to_string(), r#"vars[0]: unknown operator "=~""#);
+//! ```
 
+#![warn(missing_docs)]
+
+mod ip;
 mod number;
 #[cfg(test)]
 mod tests;
+mod var_source;
 
 use regex::{Regex, RegexBuilder};
 use serde_json::Value;
 
-use super::ip::IpMatcher;
-use super::var_source::VarSource;
+pub use ip::IpMatcher;
+pub use var_source::{NoVars, VarSource};
+
 use number::lua_tonumber;
 
 /// A compile error, located by its JSON index path within the expression

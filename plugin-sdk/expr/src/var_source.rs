@@ -1,10 +1,10 @@
-//! The request-variable lookup the router and [`super::vars::Expr`] read.
+//! The request-variable lookup that [`crate::Expr`] and the router read.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 
-/// Where the router reads request variables from, using APISIX/nginx
+/// Where expressions (and the router) read request variables from, using APISIX/nginx
 /// variable names: `arg_*`, `http_*` (header, lower-case, `-` → `_`),
 /// `cookie_*`, `uri`, `host`, `remote_addr`, `request_method`,
 /// `server_port`, ...

@@ -1,0 +1,379 @@
+use super::*;
+use sluice_plugin_sdk::testing::{TestConfig, TestHost};
+use sluice_plugin_sdk::Phase;
+use std::net::SocketAddr;
+
+fn config(host: &TestHost, json: &str) -> TestConfig<LimitCount> {
+    host.configure::<LimitCount>(json)
+        .unwrap_or_else(|e| panic!("config {json} refused: {e}"))
+}
+
+fn refused(json: &str) -> String {
+    match TestHost::new().configure::<LimitCount>(json) {
+        Ok(_) => panic!("config {json} was accepted"),
+        Err(e) => e,
+    }
+}
+
+/// One full request from `client` on `route`: access, then (if it went on) header_filter on a 200.
+/// Returns the status and the quota headers the client sees.
+fn request(
+    host: &TestHost,
+    cfg: &TestConfig<LimitCount>,
+    route: &str,
+    client: &str,
+) -> (u16, Vec<Option<String>>) {
+    host.next_request();
+    host.set_route_id(route);
+    host.set_client_addr(client.parse::<SocketAddr>().expect("client address"));
+    let (status, headers) = match host.access(cfg) {
+        Decision::Respond(r) => {
+            let get = |n: &str| {
+                r.headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                    .map(|(_, v)| v.clone())
+            };
+            (
+                r.status,
+                [
+                    get("x-ratelimit-limit"),
+                    get("x-ratelimit-remaining"),
+                    get("x-ratelimit-reset"),
+                ],
+            )
+        }
+        Decision::Continue => {
+            host.set_response(200, &[]);
+            assert_eq!(host.header_filter(cfg), Decision::Continue);
+            let get = |n: &str| host.response_header(n);
+            (
+                200,
+                [
+                    get("x-ratelimit-limit"),
+                    get("x-ratelimit-remaining"),
+                    get("x-ratelimit-reset"),
+                ],
+            )
+        }
+    };
+    (status, headers.to_vec())
+}
+
+fn quota(limit: &str, remaining: &str, reset: &str) -> Vec<Option<String>> {
+    [limit, remaining, reset]
+        .iter()
+        .map(|s| Some(s.to_string()))
+        .collect()
+}
+
+const A: &str = "10.0.0.1:1000";
+const B: &str = "10.0.0.2:1000";
+
+#[test]
+fn allows_count_requests_per_window_then_rejects_with_quota_headers() {
+    let host = TestHost::new();
+    let cfg = config(&host, r#"{"count": 2, "time_window": 60}"#);
+    assert_eq!(request(&host, &cfg, "1", A), (200, quota("2", "1", "60")));
+    host.advance(Duration::from_millis(10_500));
+    assert_eq!(request(&host, &cfg, "1", A), (200, quota("2", "0", "50")));
+    let (status, headers) = request(&host, &cfg, "1", A);
+    assert_eq!((status, headers), (503, quota("2", "0", "50")));
+
+    // The window resets: the full quota is back.
+    host.advance(Duration::from_secs(50));
+    assert_eq!(request(&host, &cfg, "1", A), (200, quota("2", "1", "60")));
+}
+
+#[test]
+fn rejection_uses_rejected_code_and_msg() {
+    let host = TestHost::new();
+    let cfg = config(
+        &host,
+        r#"{"count": 1, "time_window": 10, "rejected_code": 429, "rejected_msg": "slow down"}"#,
+    );
+    assert_eq!(host.access(&cfg), Decision::Continue);
+    let Decision::Respond(r) = host.access(&cfg) else {
+        panic!("second request must be rejected")
+    };
+    assert_eq!(r.status, 429);
+    assert_eq!(r.body, br#"{"error_msg":"slow down"}"#);
+    assert!(r
+        .headers
+        .contains(&("content-type".into(), "application/json".into())));
+
+    // Without a message the body is empty, as APISIX.
+    let cfg = config(
+        &host,
+        r#"{"count": 1, "time_window": 10, "key": "x", "key_type": "constant"}"#,
+    );
+    assert_eq!(host.access(&cfg), Decision::Continue);
+    let Decision::Respond(r) = host.access(&cfg) else {
+        panic!("second request must be rejected")
+    };
+    assert_eq!((r.status, r.body.len()), (503, 0));
+}
+
+#[test]
+fn default_key_is_the_client_address() {
+    let host = TestHost::new();
+    let cfg = config(&host, r#"{"count": 1, "time_window": 60}"#);
+    assert_eq!(request(&host, &cfg, "1", A).0, 200);
+    assert_eq!(request(&host, &cfg, "1", A).0, 503);
+    // Same IP, other port: the same client.
+    assert_eq!(request(&host, &cfg, "1", "10.0.0.1:2000").0, 503);
+    assert_eq!(
+        request(&host, &cfg, "1", B).0,
+        200,
+        "another client has its own quota"
+    );
+}
+
+#[test]
+fn var_key_counts_per_variable_value_and_falls_back_to_the_client_address() {
+    let host = TestHost::new();
+    let cfg = config(
+        &host,
+        r#"{"count": 1, "time_window": 60, "key": "http_x_user"}"#,
+    );
+    let as_user = |user: Option<&str>, client: &str| {
+        host.next_request();
+        host.set_client_addr(client.parse().expect("addr"));
+        if let Some(u) = user {
+            host.set_request_header("x-user", u);
+        }
+        matches!(host.access(&cfg), Decision::Continue)
+    };
+    assert!(as_user(Some("ann"), A));
+    assert!(
+        !as_user(Some("ann"), B),
+        "ann's quota is spent whatever her address"
+    );
+    assert!(as_user(Some("bob"), A));
+    // No header: limited by address, not all together under one empty key.
+    assert!(as_user(None, A));
+    assert!(!as_user(None, A));
+    assert!(as_user(None, B));
+}
+
+#[test]
+fn var_combination_key_joins_the_variables() {
+    let host = TestHost::new();
+    let cfg = config(
+        &host,
+        r#"{"count": 1, "time_window": 60, "key_type": "var_combination", "key": "$http_x_user ${http_x_app}"}"#,
+    );
+    let send = |user: Option<&str>, app: Option<&str>, client: &str| {
+        host.next_request();
+        host.set_client_addr(client.parse().expect("addr"));
+        for (name, value) in [("x-user", user), ("x-app", app)] {
+            if let Some(v) = value {
+                host.set_request_header(name, v);
+            }
+        }
+        matches!(host.access(&cfg), Decision::Continue)
+    };
+    assert!(send(Some("ann"), Some("web"), A));
+    assert!(!send(Some("ann"), Some("web"), B));
+    assert!(send(Some("ann"), Some("cli"), A));
+    assert!(
+        send(Some("ann"), None, A),
+        "one variable resolved: `ann ` is its own key"
+    );
+    // None resolved: per client address.
+    assert!(send(None, None, A));
+    assert!(!send(None, None, A));
+    assert!(send(None, None, B));
+}
+
+#[test]
+fn interpolate_resolves_like_apisix_resolve_var() {
+    let host = TestHost::new();
+    host.set_var("a", "1").set_var("b_c", "2");
+    // Run inside a phase so request::var reaches the test host.
+    struct Probe;
+    impl Plugin for Probe {
+        type Config = Config;
+        fn access(_: &Config) -> Decision {
+            let mut out = Vec::new();
+            for t in [
+                "$a-${b_c}",
+                "x$missing.y",
+                r"\$a $",
+                "${a",
+                "$$a",
+                "no vars",
+                "${}",
+            ] {
+                let (s, n) = limit::interpolate(t);
+                out.push(format!("{s}|{n}"));
+            }
+            Decision::Respond(Response::new(200).body(out.join("\n")))
+        }
+    }
+    let probe = host
+        .configure::<Probe>(r#"{"count": 1, "time_window": 1}"#)
+        .expect("config");
+    let Decision::Respond(r) = host.access(&probe) else {
+        panic!("probe answers")
+    };
+    assert_eq!(
+        String::from_utf8(r.body).expect("utf8"),
+        "1-2|2\nx.y|0\n\\$a $|0\n${a|0\n$1|1\nno vars|0\n${}|0"
+    );
+}
+
+#[test]
+fn constant_key_shares_one_quota_between_all_clients() {
+    let host = TestHost::new();
+    let cfg = config(
+        &host,
+        r#"{"count": 2, "time_window": 60, "key_type": "constant", "key": "all"}"#,
+    );
+    assert_eq!(request(&host, &cfg, "1", A).0, 200);
+    assert_eq!(request(&host, &cfg, "1", B).0, 200);
+    assert_eq!(request(&host, &cfg, "1", "10.0.0.3:1").0, 503);
+}
+
+#[test]
+fn counters_are_per_route_unless_grouped() {
+    let host = TestHost::new();
+    let cfg = config(&host, r#"{"count": 1, "time_window": 60}"#);
+    assert_eq!(request(&host, &cfg, "r1", A).0, 200);
+    assert_eq!(
+        request(&host, &cfg, "r2", A).0,
+        200,
+        "another route counts apart"
+    );
+    assert_eq!(request(&host, &cfg, "r1", A).0, 503);
+
+    let grouped = config(&host, r#"{"count": 1, "time_window": 60, "group": "g"}"#);
+    assert_eq!(request(&host, &grouped, "r1", A).0, 200);
+    assert_eq!(
+        request(&host, &grouped, "r2", A).0,
+        503,
+        "the group shares one counter"
+    );
+    assert_eq!(
+        request(&host, &grouped, "r2", B).0,
+        200,
+        "still per key within the group"
+    );
+}
+
+#[test]
+fn quota_headers_can_be_turned_off() {
+    let host = TestHost::new();
+    let cfg = config(
+        &host,
+        r#"{"count": 1, "time_window": 60, "show_limit_quota_header": false}"#,
+    );
+    assert_eq!(request(&host, &cfg, "1", A), (200, vec![None, None, None]));
+    assert_eq!(request(&host, &cfg, "1", A), (503, vec![None, None, None]));
+}
+
+#[test]
+fn header_filter_adds_nothing_when_access_did_not_count() {
+    // An earlier plugin answered (or this one rejected): no quota in the context, no headers.
+    let host = TestHost::new();
+    let cfg = config(&host, r#"{"count": 1, "time_window": 60}"#);
+    host.set_response(401, &[]);
+    assert_eq!(host.header_filter(&cfg), Decision::Continue);
+    assert_eq!(host.response_header("x-ratelimit-limit"), None);
+}
+
+#[test]
+fn a_store_failure_answers_500_unless_degradation_is_allowed() {
+    // The test host's counters never fail, so call the failure path the way `access` does.
+    struct Failing;
+    impl Plugin for Failing {
+        type Config = Config;
+        fn access(cfg: &Config) -> Decision {
+            cfg.common
+                .store_failed("count", "store unavailable: redis down")
+        }
+    }
+    let host = TestHost::new();
+    let strict = host
+        .configure::<Failing>(r#"{"count": 1, "time_window": 1}"#)
+        .expect("config");
+    let Decision::Respond(r) = host.access(&strict) else {
+        panic!("must answer")
+    };
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (500, &br#"{"error_msg":"failed to limit count"}"#[..])
+    );
+    let lenient = host
+        .configure::<Failing>(r#"{"count": 1, "time_window": 1, "allow_degradation": true}"#)
+        .expect("config");
+    assert_eq!(host.access(&lenient), Decision::Continue);
+    assert!(host
+        .logs()
+        .iter()
+        .any(|(_, m)| m == "failed to limit count: store unavailable: redis down"));
+}
+
+#[test]
+fn validation_messages_follow_apisix() {
+    let cases = [
+        (r#"{"time_window": 60}"#, r#"property "count" is required"#),
+        (r#"{"count": 1}"#, r#"property "time_window" is required"#),
+        (
+            r#"{"count": 0, "time_window": 60}"#,
+            r#"property "count" validation failed: expected 0 to be greater than 0"#,
+        ),
+        (
+            r#"{"count": 1, "time_window": -5}"#,
+            r#"property "time_window" validation failed: expected -5 to be greater than 0"#,
+        ),
+        (
+            r#"{"count": 1, "time_window": 1, "key_type": "header"}"#,
+            r#"property "key_type" validation failed: matches none of the enum values"#,
+        ),
+        (
+            r#"{"count": 1, "time_window": 1, "rejected_code": 199}"#,
+            r#"property "rejected_code" validation failed: expected 199 to be at least 200"#,
+        ),
+        (
+            r#"{"count": 1, "time_window": 1, "rejected_code": 600}"#,
+            r#"property "rejected_code" validation failed: expected 600 to be at most 599"#,
+        ),
+        (
+            r#"{"count": 1, "time_window": 1, "rejected_msg": ""}"#,
+            r#"property "rejected_msg" validation failed: string too short, expected at least 1, got 0"#,
+        ),
+        (
+            r#"{"count": 1, "time_window": 1, "group": ""}"#,
+            r#"property "group" validation failed: string too short, expected at least 1, got 0"#,
+        ),
+        (
+            r#"{"count": 1, "time_window": 1, "policy": "memcached"}"#,
+            r#"property "policy" validation failed: matches none of the enum values"#,
+        ),
+    ];
+    for (json, want) in cases {
+        assert_eq!(refused(json), want, "{json}");
+    }
+    for policy in ["redis", "redis-cluster"] {
+        let msg = refused(&format!(
+            r#"{{"count": 1, "time_window": 1, "policy": "{policy}", "redis_host": "127.0.0.1"}}"#
+        ));
+        assert!(
+            msg.starts_with(&format!("policy \"{policy}\" is not available yet")),
+            "{msg}"
+        );
+    }
+    assert!(refused(r#"{"count": "ten", "time_window": 1}"#).contains("invalid type"));
+    // APISIX configs with fields this plugin does not use still load.
+    config(
+        &TestHost::new(),
+        r#"{"count": 1, "time_window": 1, "policy": "local", "redis_timeout": 1000, "_meta": {}}"#,
+    );
+}
+
+#[test]
+fn runs_in_access_and_header_filter_only() {
+    let phases = TestHost::new().phases::<LimitCount>();
+    assert_eq!(phases, &[Phase::Access, Phase::HeaderFilter]);
+}

@@ -1,0 +1,283 @@
+use super::*;
+use sluice_plugin_sdk::testing::{TestConfig, TestHost};
+use sluice_plugin_sdk::Phase;
+
+fn config(host: &TestHost, json: &str) -> TestConfig<LimitReq> {
+    host.configure::<LimitReq>(json)
+        .unwrap_or_else(|e| panic!("config {json} refused: {e}"))
+}
+
+/// One request from `client`: `Ok(delay_ms)` when it goes on, `Err(status)` when rejected.
+fn request(host: &TestHost, cfg: &TestConfig<LimitReq>, client: &str) -> Result<u64, u16> {
+    host.next_request();
+    host.set_client_addr(client.parse().expect("client address"));
+    match host.access(cfg) {
+        Decision::Continue => Ok(host.delay_ms()),
+        Decision::Respond(r) => Err(r.status),
+    }
+}
+
+const A: &str = "10.0.0.1:1000";
+const B: &str = "10.0.0.2:1000";
+
+#[test]
+fn requests_within_burst_are_delayed_to_the_rate_and_the_rest_rejected() {
+    let host = TestHost::new();
+    let cfg = config(&host, r#"{"rate": 2, "burst": 2, "key": "remote_addr"}"#);
+    // At 2/s each request adds half a second of excess; two may wait, the third over the rate is refused.
+    assert_eq!(request(&host, &cfg, A), Ok(0));
+    assert_eq!(request(&host, &cfg, A), Ok(500));
+    assert_eq!(request(&host, &cfg, A), Ok(1000));
+    assert_eq!(request(&host, &cfg, A), Err(503));
+    assert_eq!(
+        request(&host, &cfg, B),
+        Ok(0),
+        "another key has its own bucket"
+    );
+
+    // The bucket leaks at the rate: 250 ms later it holds 1500 milli, one more request is still too many;
+    // 750 ms later it holds 500, and a request waits (500 + 1000) / 2 = 750 ms.
+    host.advance(Duration::from_millis(250));
+    assert_eq!(request(&host, &cfg, A), Err(503));
+    host.advance(Duration::from_millis(500));
+    assert_eq!(request(&host, &cfg, A), Ok(750));
+    // A rejected request does not fill the bucket, an idle key empties it.
+    host.advance(Duration::from_secs(10));
+    assert_eq!(request(&host, &cfg, A), Ok(0));
+}
+
+#[test]
+fn nodelay_passes_the_burst_at_once() {
+    let host = TestHost::new();
+    let cfg = config(
+        &host,
+        r#"{"rate": 1, "burst": 1, "key": "remote_addr", "nodelay": true}"#,
+    );
+    assert_eq!(request(&host, &cfg, A), Ok(0));
+    assert_eq!(request(&host, &cfg, A), Ok(0), "within burst, not delayed");
+    assert_eq!(request(&host, &cfg, A), Err(503));
+}
+
+#[test]
+fn burst_zero_allows_exactly_the_rate() {
+    let host = TestHost::new();
+    let cfg = config(
+        &host,
+        r#"{"rate": 1, "burst": 0, "key": "remote_addr", "rejected_code": 429, "rejected_msg": "too fast"}"#,
+    );
+    assert_eq!(host.access(&cfg), Decision::Continue);
+    host.next_request();
+    let Decision::Respond(r) = host.access(&cfg) else {
+        panic!("second request within the second must be rejected")
+    };
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (429, &br#"{"error_msg":"too fast"}"#[..])
+    );
+    host.advance(Duration::from_secs(1));
+    host.next_request();
+    assert_eq!(
+        host.access(&cfg),
+        Decision::Continue,
+        "one second later the bucket has room"
+    );
+}
+
+#[test]
+fn fractional_rate_and_burst_work_in_milli_requests() {
+    let host = TestHost::new();
+    let cfg = config(
+        &host,
+        r#"{"rate": 0.5, "burst": 1.5, "key": "remote_addr"}"#,
+    );
+    assert_eq!(request(&host, &cfg, A), Ok(0));
+    assert_eq!(
+        request(&host, &cfg, A),
+        Ok(2000),
+        "1000 milli at 500 milli/s"
+    );
+    assert_eq!(
+        request(&host, &cfg, A),
+        Err(503),
+        "2000 milli is over a burst of 1500"
+    );
+}
+
+#[test]
+fn bucket_state_expires_only_once_a_new_request_would_start_from_zero() {
+    let host = TestHost::new();
+    let cfg = config(&host, r#"{"rate": 1, "burst": 5, "key": "remote_addr"}"#);
+    assert_eq!(request(&host, &cfg, A), Ok(0));
+    assert_eq!(request(&host, &cfg, A), Ok(1000));
+    let key = "route:1:10.0.0.1";
+    assert!(host.kv(key).is_some());
+    // excess 1000 at 1/s: after 1.5 s a request still finds 500 milli of the record's share.
+    host.advance(Duration::from_millis(1500));
+    assert!(host.kv(key).is_some(), "kept while it still matters");
+    assert_eq!(request(&host, &cfg, A), Ok(500));
+    host.advance(Duration::from_millis(1600));
+    assert!(host.kv(key).is_none(), "dropped once leaked empty");
+}
+
+#[test]
+fn var_combination_keys_and_route_scope() {
+    let host = TestHost::new();
+    let cfg = config(
+        &host,
+        r#"{"rate": 1, "burst": 0, "key_type": "var_combination", "key": "$http_x_app"}"#,
+    );
+    let send = |app: &str, route: &str| {
+        host.next_request();
+        host.set_route_id(route);
+        host.set_request_header("x-app", app);
+        matches!(host.access(&cfg), Decision::Continue)
+    };
+    assert!(send("web", "1"));
+    assert!(!send("web", "1"));
+    assert!(send("cli", "1"));
+    assert!(send("web", "2"), "each route has its own buckets");
+}
+
+#[test]
+fn retry_gives_up_after_the_bounded_attempts() {
+    let mut calls = 0;
+    let out: Result<Option<()>, StoreError> = retry(CAS_ATTEMPTS, || {
+        calls += 1;
+        Ok(None)
+    });
+    assert_eq!((out, calls), (Ok(None), CAS_ATTEMPTS));
+    let mut calls = 0;
+    let out = retry(CAS_ATTEMPTS, || {
+        calls += 1;
+        Ok((calls == 3).then_some(7))
+    });
+    assert_eq!((out, calls), (Ok(Some(7)), 3));
+    let out: Result<Option<()>, _> = retry(CAS_ATTEMPTS, || Err(StoreError::TooLarge));
+    assert_eq!(out, Err(StoreError::TooLarge));
+}
+
+#[test]
+fn leak_matches_nginx_and_tolerates_a_clock_step_back() {
+    let b = Bucket {
+        excess: 2000.0,
+        last_ms: 10_000,
+    };
+    // 1 s at 1/s leaks 1000, the request adds 1000.
+    assert_eq!(
+        leak(Some(b), 11_000, 1000.0, 3000.0),
+        Verdict::Accept(
+            Bucket {
+                excess: 2000.0,
+                last_ms: 11_000
+            },
+            2000
+        )
+    );
+    // nginx takes |elapsed|: a wall clock that stepped back still leaks rather than piling up.
+    assert!(matches!(
+        leak(Some(b), 9_000, 1000.0, 3000.0),
+        Verdict::Accept(_, 2000)
+    ));
+    assert_eq!(leak(Some(b), 10_000, 1000.0, 2500.0), Verdict::Reject);
+    assert_eq!(Bucket::decode(&b.encode()), Some(b));
+    assert_eq!(Bucket::decode(b"short"), None);
+}
+
+#[test]
+fn a_corrupt_record_counts_as_an_empty_bucket() {
+    let host = TestHost::new();
+    let cfg = config(&host, r#"{"rate": 1, "burst": 0, "key": "remote_addr"}"#);
+    struct Seed;
+    impl Plugin for Seed {
+        type Config = Config;
+        fn access(_: &Config) -> Decision {
+            let _ = kv::set("route:1:127.0.0.1", b"garbage", None);
+            Decision::Continue
+        }
+    }
+    let seed = host
+        .configure::<Seed>(r#"{"rate": 1, "burst": 0, "key": "k"}"#)
+        .expect("config");
+    host.access(&seed);
+    assert_eq!(host.access(&cfg), Decision::Continue);
+    assert!(
+        matches!(host.access(&cfg), Decision::Respond(_)),
+        "and is then replaced"
+    );
+}
+
+#[test]
+fn a_store_failure_answers_500_unless_degradation_is_allowed() {
+    struct Failing;
+    impl Plugin for Failing {
+        type Config = Config;
+        fn access(cfg: &Config) -> Decision {
+            cfg.common.store_failed("req", "collided")
+        }
+    }
+    let host = TestHost::new();
+    let strict = host
+        .configure::<Failing>(r#"{"rate": 1, "burst": 0, "key": "remote_addr"}"#)
+        .expect("config");
+    assert!(matches!(host.access(&strict), Decision::Respond(r) if r.status == 500));
+    let lenient = host
+        .configure::<Failing>(
+            r#"{"rate": 1, "burst": 0, "key": "remote_addr", "allow_degradation": true}"#,
+        )
+        .expect("config");
+    assert_eq!(host.access(&lenient), Decision::Continue);
+}
+
+#[test]
+fn validation_messages_follow_apisix() {
+    let cases = [
+        (
+            r#"{"burst": 1, "key": "remote_addr"}"#,
+            r#"property "rate" is required"#,
+        ),
+        (
+            r#"{"rate": 1, "key": "remote_addr"}"#,
+            r#"property "burst" is required"#,
+        ),
+        (
+            r#"{"rate": 1, "burst": 1}"#,
+            r#"property "key" is required"#,
+        ),
+        (
+            r#"{"rate": 0, "burst": 1, "key": "remote_addr"}"#,
+            r#"property "rate" validation failed: expected 0 to be greater than 0"#,
+        ),
+        (
+            r#"{"rate": 1, "burst": -1, "key": "remote_addr"}"#,
+            r#"property "burst" validation failed: expected -1 to be at least 0"#,
+        ),
+        (
+            r#"{"rate": 1, "burst": 1, "key": "remote_addr", "key_type": "constant"}"#,
+            r#"property "key_type" validation failed: matches none of the enum values"#,
+        ),
+        (
+            r#"{"rate": 1, "burst": 1, "key": "remote_addr", "rejected_code": 100}"#,
+            r#"property "rejected_code" validation failed: expected 100 to be at least 200"#,
+        ),
+    ];
+    for (json, want) in cases {
+        match TestHost::new().configure::<LimitReq>(json) {
+            Ok(_) => panic!("{json} accepted"),
+            Err(e) => assert_eq!(e, want, "{json}"),
+        }
+    }
+    let Err(e) = TestHost::new().configure::<LimitReq>(
+        r#"{"rate": 1, "burst": 1, "key": "remote_addr", "policy": "redis"}"#,
+    ) else {
+        panic!("redis accepted")
+    };
+    assert!(
+        e.starts_with("policy \"redis\" is not available yet"),
+        "{e}"
+    );
+}
+
+#[test]
+fn runs_in_access_only() {
+    assert_eq!(TestHost::new().phases::<LimitReq>(), &[Phase::Access]);
+}
