@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds every Sluice plugin crate to a Wasm component:
 #   plugins/ (the guest workspace: built-in plugins and testdata/ fixtures) and examples/*/ plugin crates
+#   (a plugin crate is a `cdylib`; library crates such as plugins/support are built but not componentized)
 #   -> wasm32-unknown-unknown core modules (cargo, release)
 #   -> components via scripts/componentize (the wit-component crate)
 #   -> target/plugins/<crate-name>.wasm
@@ -40,10 +41,12 @@ echo "build-plugins: helper" >&2
 (cd "$ROOT/scripts/componentize" && CARGO_TARGET_DIR="$TOOLS_TARGET_DIR" cargo build --release --quiet)
 COMPONENTIZE="$TOOLS_TARGET_DIR/release/sluice-componentize"
 
-# Crate dirs: plugins/ workspace members, plus each examples/*/ that depends on the SDK.
+# Crate dirs: plugins/ workspace members that are plugins (a `cdylib` crate-type: a library crate such as
+# plugins/support has no core module of its own to componentize), plus each examples/*/ that depends on the SDK.
 crates=()
-while IFS= read -r manifest; do crates+=("$(dirname "$manifest")"); done < <(
-  find "$ROOT/plugins" -mindepth 2 -name Cargo.toml -not -path '*/target/*' | sort)
+while IFS= read -r manifest; do
+  if grep -q '^crate-type *=.*"cdylib"' "$manifest"; then crates+=("$(dirname "$manifest")"); fi
+done < <(find "$ROOT/plugins" -mindepth 2 -name Cargo.toml -not -path '*/target/*' | sort)
 examples=()
 for m in "$ROOT"/examples/*/Cargo.toml; do
   [ -f "$m" ] && grep -q 'sluice-plugin-sdk' "$m" && examples+=("$(dirname "$m")")

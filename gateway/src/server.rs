@@ -7,6 +7,7 @@
 use crate::admin::{self, AdminKey, AdminState};
 use crate::catalog::Catalog;
 use crate::consumers::LiveConsumers;
+use crate::plugin::services::LocalCache;
 use crate::plugin::{ArtifactCache, HostConfig, HostServices, PluginEngine, PluginRegistry};
 use crate::proxy::{self, Conn, ProxyState};
 use crate::settings::Settings;
@@ -62,12 +63,16 @@ fn open_store(settings: &Settings) -> anyhow::Result<Stores> {
 /// Starts the plugin engine and loads every stored plugin binary (from the compiled-artifact cache when
 /// it holds this engine's build of it, so a restart does not recompile).
 async fn load_plugins(
+    settings: &Settings,
     store: &dyn ConfigStore,
     artifacts: Arc<dyn ArtifactCache>,
     consumers: Arc<LiveConsumers>,
 ) -> anyhow::Result<Catalog> {
+    // One cached response may use a sixteenth of the cache (and never more than the host tees).
+    let max_entry = (settings.cache_bytes / 16).max(64 << 10);
     let services = HostServices {
         consumers,
+        cache: Arc::new(LocalCache::new(settings.cache_bytes, max_entry)),
         ..HostServices::local()
     };
     let engine = PluginEngine::new(HostConfig::default(), services)
@@ -162,7 +167,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut signals = ShutdownSignals::install()?;
     let (store, artifacts) = open_store(&settings)?;
     let consumers = Arc::new(LiveConsumers::default());
-    let catalog = Arc::new(load_plugins(store.as_ref(), artifacts, Arc::clone(&consumers)).await?);
+    let catalog =
+        Arc::new(load_plugins(&settings, store.as_ref(), artifacts, Arc::clone(&consumers)).await?);
     let objects = store.load_all().await.context("loading stored config")?;
     let count = objects.len();
     // Off the async workers: the first build compiles the built-in plugins the config uses.

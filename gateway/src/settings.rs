@@ -61,6 +61,10 @@ pub struct ServeArgs {
     /// Worker threads serving requests [default: one per CPU the process may run on]
     #[arg(long, env = "SLUICE_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
+    /// Memory for the response cache (proxy-cache), in MiB; least recently used entries are evicted
+    /// beyond it [default: 256]
+    #[arg(long, env = "SLUICE_CACHE_SIZE", value_name = "MIB")]
+    pub cache_size: Option<usize>,
 }
 
 /// The config file: the same names as the flags.
@@ -78,6 +82,7 @@ struct FileSettings {
     log_level: Option<String>,
     shutdown_timeout: Option<f64>,
     workers: Option<usize>,
+    cache_size: Option<usize>,
 }
 
 /// Fully resolved settings.
@@ -94,6 +99,8 @@ pub struct Settings {
     pub log_level: String,
     pub shutdown_timeout: Duration,
     pub workers: Option<usize>,
+    /// Response cache bound in bytes.
+    pub cache_bytes: usize,
 }
 
 fn addr(s: &str) -> SocketAddr {
@@ -119,6 +126,11 @@ impl ServeArgs {
         anyhow::ensure!(
             shutdown.is_finite() && shutdown >= 0.0,
             "shutdown_timeout must be a number of seconds >= 0"
+        );
+        let cache_mib = self.cache_size.or(file.cache_size).unwrap_or(256);
+        anyhow::ensure!(
+            (1..=1 << 20).contains(&cache_mib),
+            "cache_size must be between 1 and 1048576 MiB, got {cache_mib}"
         );
         Ok(Settings {
             data_dir: self
@@ -156,6 +168,7 @@ impl ServeArgs {
                 .unwrap_or_else(|| "info".to_string()),
             shutdown_timeout: Duration::from_secs_f64(shutdown),
             workers: self.workers.or(file.workers).filter(|n| *n > 0),
+            cache_bytes: cache_mib << 20,
         })
     }
 }
@@ -170,7 +183,7 @@ mod tests {
         let path = dir.path().join("sluice.toml");
         std::fs::write(
             &path,
-            "listen = \"127.0.0.1:1111\"\nadmin_listen = \"127.0.0.1:2222\"\n",
+            "listen = \"127.0.0.1:1111\"\nadmin_listen = \"127.0.0.1:2222\"\ncache_size = 64\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -183,6 +196,16 @@ mod tests {
         assert_eq!(s.admin_listen, addr("127.0.0.1:2222"));
         assert_eq!(s.metrics_listen, addr("127.0.0.1:9091"));
         assert_eq!(s.admin_key, None);
+        assert_eq!(s.cache_bytes, 64 << 20);
+        let zero = ServeArgs {
+            cache_size: Some(0),
+            ..Default::default()
+        };
+        assert!(zero
+            .resolve()
+            .unwrap_err()
+            .to_string()
+            .contains("cache_size"));
     }
 
     #[test]

@@ -403,3 +403,57 @@ async fn the_auth_plugins_are_listed_as_built_in() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn later_plugins_see_the_consumer_and_credentials_are_unique_per_plugin() {
+    let a = origin("a").start();
+    let gw = guarded(
+        &a,
+        json!({
+            "key-auth": {},
+            // response-rewrite evaluates `vars` after auth: `consumer_name` is the matched consumer.
+            "response-rewrite": {
+                "vars": [["consumer_name", "==", "jack"]],
+                "headers": {"set": {"x-seen-consumer": "$consumer_name"}}
+            },
+            "limit-count": {"count": 1, "time_window": 60, "key_type": "var", "key": "consumer_name"}
+        }),
+        &[
+            json!({"username": "jack", "plugins": {"key-auth": {"key": "jack-key"}}}),
+            json!({"username": "rose", "plugins": {"key-auth": {"key": "rose-key"}}}),
+        ],
+    )
+    .await;
+    let r = get_with(&gw, "/auth/x", &[("apikey", "jack-key")]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-seen-consumer"), Some("jack"));
+    let r = get_with(&gw, "/auth/x", &[("apikey", "rose-key")]).await;
+    assert_eq!(r.status, 200, "rose has her own counter: {}", r.text());
+    assert_eq!(r.header("x-seen-consumer"), None, "vars did not match rose");
+    let r = get_with(&gw, "/auth/x", &[("apikey", "jack-key")]).await;
+    assert_eq!(r.status, 503, "jack's counter is spent: {}", r.text());
+
+    // A second consumer presenting jack's key would make authentication ambiguous: refused, and
+    // the existing consumers keep working.
+    let dup = gw
+        .admin()
+        .put(
+            "consumers",
+            "mallory",
+            json!({"username": "mallory", "plugins": {"key-auth": {"key": "jack-key"}}}),
+        )
+        .await;
+    assert_eq!(dup.status, 400, "{}", dup.text);
+    let msg = dup.error_msg().unwrap_or_default();
+    assert!(
+        msg.contains("already used") && msg.contains("jack"),
+        "{msg}"
+    );
+    let r = get_with(&gw, "/auth/x", &[("apikey", "rose-key")]).await;
+    assert_eq!(
+        r.status,
+        503,
+        "still rose (count spent), not mallory: {}",
+        r.text()
+    );
+}

@@ -8,26 +8,16 @@
 //!
 //! Runs in `rewrite`, as in APISIX, so the consumer is known before any `access` plugin.
 
-use base64::alphabet;
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 use serde::Deserialize;
+use sluice_builtin_support::auth::{admit, consumer_config, secrets_equal, unauthorized};
+use sluice_builtin_support::ngx::BASE64;
+use sluice_builtin_support::schema::{invalid, required_string};
 use sluice_plugin_sdk::{consumers, export_plugin, log, request, Decision, Plugin};
-
-#[path = "../../key-auth/src/auth_common.rs"]
-#[allow(dead_code)]
-mod auth_common;
-use auth_common::{admit, consumer_config, required_string, secrets_equal, unauthorized};
 
 const MISSING: &str = "Missing authorization in request";
 const MALFORMED: &str = "Invalid authorization in request";
 const INVALID_USER: &str = "Invalid user authorization";
-
-/// Clients differ on padding the base64 credentials; accepting both costs nothing and matches nginx.
-const BASE64: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
 
 /// Route-level config.
 #[derive(Debug, Deserialize)]
@@ -58,11 +48,11 @@ struct Credentials {
 
 fn parse_consumer(json: &str) -> Result<Credentials, String> {
     let raw: RawConsumerConfig = serde_json::from_str(json).map_err(|e| e.to_string())?;
-    let username = required_string(raw.username, "username")?;
-    let password = required_string(raw.password, "password")?;
+    let username = required_string("username", raw.username)?;
+    let password = required_string("password", raw.password)?;
     if username.contains(':') {
         // RFC 7617: the user-id ends at the first colon, so such a user could never authenticate.
-        return Err(r#"property "username" validation failed: must not contain ":""#.to_string());
+        return Err(invalid("username", r#"must not contain ":""#));
     }
     Ok(Credentials { username, password })
 }

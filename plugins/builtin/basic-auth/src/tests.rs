@@ -1,6 +1,7 @@
 use super::*;
+use sluice_builtin_support::testing::{auth_refusal, consumer, refused};
 use sluice_plugin_sdk::testing::TestHost;
-use sluice_plugin_sdk::{Consumer, Level, Phase};
+use sluice_plugin_sdk::{Level, Phase};
 
 fn basic(user_and_password: &str) -> String {
     format!(
@@ -9,19 +10,16 @@ fn basic(user_and_password: &str) -> String {
     )
 }
 
-/// A host with consumer `foo` holding `foo:bar`, as the gateway indexes it.
-fn host() -> TestHost {
+/// A host with consumer `username` holding this `basic-auth` config, as the gateway indexes it.
+fn host_with(username: &str, config: &str) -> TestHost {
     let host = TestHost::new();
-    host.add_consumer(
-        "basic-auth",
-        "foo",
-        Consumer {
-            username: "foo".to_string(),
-            plugin_config: r#"{"username":"foo","password":"bar"}"#.to_string(),
-            labels: Vec::new(),
-        },
-    );
+    host.add_consumer("basic-auth", username, consumer(username, config));
     host
+}
+
+/// A host with consumer `foo` holding `foo:bar`.
+fn host() -> TestHost {
+    host_with("foo", r#"{"username":"foo","password":"bar"}"#)
 }
 
 /// Runs `rewrite` with `Authorization` set (when given) and returns the refusal's status, challenge and
@@ -35,20 +33,7 @@ fn run(
         host.set_request_header("authorization", value);
     }
     let cfg = host.configure::<BasicAuth>(config).unwrap();
-    match host.rewrite(&cfg) {
-        Decision::Continue => None,
-        Decision::Respond(resp) => {
-            let challenge = resp
-                .headers
-                .iter()
-                .find(|(n, _)| n == "www-authenticate")
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default();
-            let body: serde_json::Value = serde_json::from_slice(&resp.body).expect("JSON body");
-            let message = body["message"].as_str().unwrap_or_default().to_string();
-            Some((resp.status, challenge, message))
-        }
-    }
+    auth_refusal(host.rewrite(&cfg))
 }
 
 fn refused_with(host: &TestHost, authorization: Option<&str>) -> String {
@@ -141,32 +126,14 @@ fn wrong_password_or_unknown_user_is_invalid_user_authorization() {
 
 #[test]
 fn password_may_contain_colons() {
-    let host = TestHost::new();
-    host.add_consumer(
-        "basic-auth",
-        "ann",
-        Consumer {
-            username: "ann".to_string(),
-            plugin_config: r#"{"username":"ann","password":"a:b:c"}"#.to_string(),
-            labels: Vec::new(),
-        },
-    );
+    let host = host_with("ann", r#"{"username":"ann","password":"a:b:c"}"#);
     assert_eq!(run(&host, "{}", Some(&basic("ann:a:b:c"))), None);
     assert_eq!(host.consumer().as_deref(), Some("ann"));
 }
 
 #[test]
 fn an_unusable_stored_consumer_config_is_401_and_logged() {
-    let host = TestHost::new();
-    host.add_consumer(
-        "basic-auth",
-        "foo",
-        Consumer {
-            username: "foo".to_string(),
-            plugin_config: r#"{"username":"foo"}"#.to_string(),
-            labels: Vec::new(),
-        },
-    );
+    let host = host_with("foo", r#"{"username":"foo"}"#);
     assert_eq!(
         refused_with(&host, Some(&basic("foo:bar"))),
         "Invalid user authorization"
@@ -185,7 +152,7 @@ fn realm_is_configurable() {
 
 #[test]
 fn route_config_is_validated() {
-    let err = config_error(r#"{"hide_credential":true}"#);
+    let err = refused::<BasicAuth>(r#"{"hide_credential":true}"#);
     assert!(err.contains("unknown field `hide_credential`"), "{err}");
 }
 
@@ -213,11 +180,4 @@ fn consumer_config_requires_username_and_password() {
             .unwrap_err()
             .contains(r#"must not contain ":""#)
     );
-}
-
-fn config_error(json: &str) -> String {
-    match TestHost::new().configure::<BasicAuth>(json) {
-        Ok(_) => panic!("config accepted: {json}"),
-        Err(e) => e,
-    }
 }

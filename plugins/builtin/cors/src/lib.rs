@@ -14,6 +14,8 @@
 
 use regex::Regex;
 use serde::Deserialize;
+use sluice_builtin_support::compiled::{Compile, Compiled};
+use sluice_builtin_support::schema::{field, invalid, not_empty_array, regex_error};
 use sluice_plugin_sdk::{
     context, export_plugin, log, request, response, Decision, Method, Plugin, Response,
 };
@@ -27,7 +29,7 @@ const ORIGINS_PATTERN: &str = r"^(\*|\*\*|null|\w+://[^,]+(,\w+://[^,]+)*)$";
 /// The config as written; [`Rules::compile`] checks it and compiles the regexes once.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Raw {
+pub struct Raw {
     allow_origins: Option<String>,
     #[serde(default = "star")]
     allow_methods: String,
@@ -50,17 +52,8 @@ fn default_max_age() -> i64 {
     5
 }
 
-/// A parsed config. Holding the compile error instead of failing deserialization lets `validate` return
-/// the APISIX-style message as is (serde would append a JSON position), while phases use compiled rules.
-#[derive(Deserialize)]
-#[serde(from = "Raw")]
-pub struct Config(Result<Rules, String>);
-
-impl From<Raw> for Config {
-    fn from(raw: Raw) -> Self {
-        Config(Rules::compile(raw))
-    }
-}
+/// A parsed config: the rules compiled once, or the APISIX-style message `validate` returns.
+pub type Config = Compiled<Rules>;
 
 enum Origins {
     /// `*`: any origin, answered with `*`.
@@ -73,7 +66,8 @@ enum Origins {
     Unset,
 }
 
-struct Rules {
+/// What the phases use, compiled from [`Raw`].
+pub struct Rules {
     origins: Origins,
     regexes: Vec<Regex>,
     allow_methods: String,
@@ -81,10 +75,6 @@ struct Rules {
     expose_headers: Option<String>,
     max_age: String,
     allow_credential: bool,
-}
-
-fn invalid(property: &str, message: impl std::fmt::Display) -> String {
-    format!("property \"{property}\" validation failed: {message}")
 }
 
 /// [`ORIGINS_PATTERN`] without a regex engine: `*`, `**`, `null`, or `\w+://[^,]+` items joined by commas.
@@ -103,9 +93,7 @@ fn valid_origins(value: &str) -> bool {
 
 fn compile_regexes(list: &[String]) -> Result<Vec<Regex>, String> {
     let property = "allow_origins_by_regex";
-    if list.is_empty() {
-        return Err(invalid(property, "expect array to have at least 1 items"));
-    }
+    field(property, not_empty_array(list))?;
     list.iter()
         .enumerate()
         .map(|(i, pattern)| {
@@ -130,18 +118,18 @@ fn compile_regexes(list: &[String]) -> Result<Vec<Regex>, String> {
                 ));
             }
             Regex::new(pattern).map_err(|e| {
-                let text = e.to_string();
-                let reason = text
-                    .lines()
-                    .find_map(|l| l.strip_prefix("error: "))
-                    .unwrap_or(&text);
-                invalid(property, format!("invalid regex {pattern:?}: {reason}"))
+                invalid(
+                    property,
+                    format!("invalid regex {pattern:?}: {}", regex_error(&e)),
+                )
             })
         })
         .collect()
 }
 
-impl Rules {
+impl Compile for Rules {
+    type Raw = Raw;
+
     fn compile(raw: Raw) -> Result<Self, String> {
         if raw.allow_origins_by_metadata.is_some() {
             return Err(invalid(
@@ -197,7 +185,9 @@ impl Rules {
             allow_credential: raw.allow_credential,
         })
     }
+}
 
+impl Rules {
     /// The `Access-Control-Allow-Origin` value for a request from `origin`, or `None` when it is not allowed
     /// (then no CORS header is sent and the browser blocks the response).
     fn allowed_origin(&self, origin: Option<&str>) -> Option<String> {
@@ -261,7 +251,7 @@ impl Plugin for Cors {
     const PRIORITY: i32 = 4000;
 
     fn validate(config: &Config) -> Result<(), String> {
-        config.0.as_ref().map(|_| ()).map_err(Clone::clone)
+        config.validate()
     }
 
     fn rewrite(_config: &Config) -> Decision {
@@ -276,7 +266,7 @@ impl Plugin for Cors {
 
     fn header_filter(config: &Config) -> Decision {
         // Unreachable with an invalid config: `configure` refuses what `validate` refuses.
-        let Ok(rules) = &config.0 else {
+        let Some(rules) = config.rules() else {
             return Decision::Continue;
         };
         let origin = context::get(ORIGIN_KEY);
@@ -290,6 +280,7 @@ impl Plugin for Cors {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_builtin_support::testing::{configure, refused};
     use sluice_plugin_sdk::testing::TestHost;
     use sluice_plugin_sdk::Phase;
 
@@ -301,8 +292,8 @@ mod tests {
         if let Some(o) = origin {
             host.set_request_header("origin", o);
         }
-        let cfg = host.configure::<Cors>(config).expect("config is valid");
-        let decision = host.rewrite::<Cors>(&cfg);
+        let cfg = configure::<Cors>(&host, config);
+        let decision = host.rewrite(&cfg);
         host.set_response(200, &[("content-type", "text/plain")]);
         assert_eq!(host.header_filter::<Cors>(&cfg), Decision::Continue);
         (decision, host)
@@ -314,13 +305,6 @@ mod tests {
 
     fn allow_origin(config: &str, origin: Option<&str>) -> Option<String> {
         get(config, origin).response_header("access-control-allow-origin")
-    }
-
-    fn refused(config: &str) -> String {
-        TestHost::new()
-            .configure::<Cors>(config)
-            .err()
-            .expect("config must be refused")
     }
 
     #[test]
@@ -549,7 +533,7 @@ mod tests {
             (r#"{"max_age": "5"}"#, "invalid type"),
             (r#"{"allow_origin": "*"}"#, "unknown field `allow_origin`"),
         ] {
-            let err = refused(config);
+            let err = refused::<Cors>(config);
             assert!(err.contains(message), "{config}: {err}");
         }
         assert!(TestHost::new()

@@ -6,13 +6,16 @@
 //! everywhere; an IPv4 client seen on a dual-stack listener as `::ffff:a.b.c.d` matches IPv4 entries.
 
 use serde::Deserialize;
+use sluice_builtin_support::compiled::{Compile, Compiled};
+use sluice_builtin_support::reply::{json_object, json_response};
+use sluice_builtin_support::schema::{field, invalid, length_within, not_empty_array, within};
 use sluice_expr::IpMatcher;
 use sluice_plugin_sdk::{export_plugin, request, Decision, Plugin, Response};
 
 /// The config as written; [`Rules::compile`] checks it and parses the address list once.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Raw {
+pub struct Raw {
     whitelist: Option<Vec<String>>,
     blacklist: Option<Vec<String>>,
     #[serde(default = "default_message")]
@@ -29,19 +32,11 @@ fn default_response_code() -> i64 {
     403
 }
 
-/// A parsed config. Holding the compile error instead of failing deserialization lets `validate` return
-/// the APISIX-style message as is (serde would append a JSON position), while `access` uses rules parsed once.
-#[derive(Deserialize)]
-#[serde(from = "Raw")]
-pub struct Config(Result<Rules, String>);
+/// A parsed config: the rules compiled once, or the APISIX-style message `validate` returns.
+pub type Config = Compiled<Rules>;
 
-impl From<Raw> for Config {
-    fn from(raw: Raw) -> Self {
-        Config(Rules::compile(raw))
-    }
-}
-
-struct Rules {
+/// What `access` uses, compiled from [`Raw`].
+pub struct Rules {
     list: List,
     /// Built once: every refused request gets the same answer.
     refusal: Response,
@@ -52,21 +47,17 @@ enum List {
     Deny(IpMatcher),
 }
 
-fn invalid(property: &str, message: impl std::fmt::Display) -> String {
-    format!("property \"{property}\" validation failed: {message}")
-}
-
 fn parse_list(property: &str, entries: &[String]) -> Result<IpMatcher, String> {
-    if entries.is_empty() {
-        return Err(invalid(property, "expect array to have at least 1 items"));
-    }
+    field(property, not_empty_array(entries))?;
     IpMatcher::parse(entries.iter().map(String::as_str)).map_err(|(index, _)| {
         let entry = entries.get(index).map_or("", String::as_str);
         invalid(property, format!("invalid ip address: {entry}"))
     })
 }
 
-impl Rules {
+impl Compile for Rules {
+    type Raw = Raw;
+
     fn compile(raw: Raw) -> Result<Self, String> {
         let list = match (&raw.whitelist, &raw.blacklist) {
             (Some(allow), None) => List::Allow(parse_list("whitelist", allow)?),
@@ -84,44 +75,23 @@ impl Rules {
                 )
             }
         };
-        let len = raw.message.chars().count();
-        if len == 0 {
-            return Err(invalid(
-                "message",
-                "string too short, expected at least 1, got 0",
-            ));
-        }
-        if len > 1024 {
-            return Err(invalid(
-                "message",
-                format!("string too long, expected at most 1024, got {len}"),
-            ));
-        }
-        let status = match raw.response_code {
-            c @ (403 | 404) => c as u16,
-            c if c < 403 => {
-                return Err(invalid(
-                    "response_code",
-                    format!("expected {c} to be at least 403"),
-                ))
-            }
-            c => {
-                return Err(invalid(
-                    "response_code",
-                    format!("expected {c} to be at most 404"),
-                ))
-            }
-        };
+        field("message", length_within(&raw.message, 1, Some(1024)))?;
+        field(
+            "response_code",
+            within(raw.response_code, Some(403), Some(404)),
+        )?;
+        // Checked above: 403 or 404.
+        let status = u16::try_from(raw.response_code).unwrap_or(403);
         // APISIX answers `core.response.exit(code, {message = ...})`: the JSON and a newline.
-        let body = serde_json::json!({ "message": raw.message }).to_string() + "\n";
+        let body = json_object("message", &raw.message) + "\n";
         Ok(Rules {
             list,
-            refusal: Response::new(status)
-                .header("content-type", "application/json")
-                .body(body),
+            refusal: json_response(status, body),
         })
     }
+}
 
+impl Rules {
     fn allows(&self, client: &str) -> bool {
         match &self.list {
             List::Allow(m) => m.matches_str(client),
@@ -140,13 +110,13 @@ impl Plugin for IpRestriction {
     const PRIORITY: i32 = 3000;
 
     fn validate(config: &Config) -> Result<(), String> {
-        config.0.as_ref().map(|_| ()).map_err(Clone::clone)
+        config.validate()
     }
 
     fn access(config: &Config) -> Decision {
         // Unreachable with an invalid config (`configure` refuses what `validate` refuses); a restriction
         // that cannot be evaluated must not let traffic through.
-        let Ok(rules) = &config.0 else {
+        let Some(rules) = config.rules() else {
             return Decision::respond(500, "ip-restriction: invalid config");
         };
         if rules.allows(&request::client_addr().ip().to_string()) {
@@ -161,6 +131,7 @@ impl Plugin for IpRestriction {
 mod tests {
     use super::*;
     use serde_json::Value;
+    use sluice_builtin_support::testing::{answer, configure, header, json_body, refused};
     use sluice_plugin_sdk::testing::TestHost;
     use sluice_plugin_sdk::Phase;
     use std::net::SocketAddr;
@@ -169,30 +140,12 @@ mod tests {
     fn from(client: &str, config: &str) -> Decision {
         let host = TestHost::new();
         host.set_client_addr(SocketAddr::new(client.parse().expect("an IP"), 5555));
-        let cfg = host
-            .configure::<IpRestriction>(config)
-            .expect("config is valid");
-        host.access::<IpRestriction>(&cfg)
-    }
-
-    fn refused(config: &str) -> String {
-        TestHost::new()
-            .configure::<IpRestriction>(config)
-            .err()
-            .expect("config must be refused")
+        host.access(&configure::<IpRestriction>(&host, config))
     }
 
     fn denial(decision: Decision) -> (u16, Value, Option<String>) {
-        let Decision::Respond(resp) = decision else {
-            panic!("expected a refusal, got {decision:?}");
-        };
-        let content_type = resp
-            .headers
-            .iter()
-            .find(|(n, _)| n == "content-type")
-            .map(|(_, v)| v.clone());
-        let body = serde_json::from_slice(&resp.body).expect("JSON body");
-        (resp.status, body, content_type)
+        let resp = answer(decision);
+        (resp.status, json_body(&resp), header(&resp, "content-type"))
     }
 
     #[test]
@@ -283,13 +236,14 @@ mod tests {
                 "unknown field `white_list`",
             ),
         ] {
-            let err = refused(config);
+            let err = refused::<IpRestriction>(config);
             assert!(err.contains(message), "{config}: {err}");
         }
         let long = format!(
             r#"{{"blacklist": ["::1"], "message": "{}"}}"#,
             "m".repeat(1025)
         );
-        assert!(refused(&long).contains("string too long, expected at most 1024, got 1025"));
+        assert!(refused::<IpRestriction>(&long)
+            .contains("string too long, expected at most 1024, got 1025"));
     }
 }

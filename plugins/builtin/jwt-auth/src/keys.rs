@@ -5,8 +5,7 @@
 //! consumer's public key as the HMAC secret): the key type and the algorithm come from the same trusted
 //! place, and a token naming another algorithm is refused before any cryptography runs.
 
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use base64::{alphabet, Engine};
+use base64::Engine;
 use hmac::{Hmac, Mac};
 use rsa::pkcs1::DecodeRsaPublicKey;
 use rsa::pkcs8::spki::SubjectPublicKeyInfoRef;
@@ -15,13 +14,8 @@ use rsa::{Pkcs1v15Sign, Pss, RsaPublicKey};
 use serde::Deserialize;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
-use crate::auth_common::required_string;
-
-/// Standard base64 as `ngx.decode_base64` reads it (APISIX's `base64_secret`), padding optional.
-const BASE64: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
+use sluice_builtin_support::ngx::BASE64;
+use sluice_builtin_support::schema::{field, invalid, required_string, within};
 
 /// Signing algorithms this plugin verifies (JWA names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,12 +71,14 @@ impl Algorithm {
         let supported: Vec<&str> = SUPPORTED.iter().map(|a| a.name()).collect();
         let supported = supported.join(", ");
         if APISIX_ONLY.contains(&name) {
-            return Err(format!(
-                "property \"algorithm\" validation failed: \"{name}\" is not supported by this gateway; use one of {supported}"
+            return Err(invalid(
+                "algorithm",
+                format!("\"{name}\" is not supported by this gateway; use one of {supported}"),
             ));
         }
-        Err(format!(
-            "property \"algorithm\" validation failed: matches none of the enum values ({supported})"
+        Err(invalid(
+            "algorithm",
+            format!("matches none of the enum values ({supported})"),
         ))
     }
 }
@@ -124,9 +120,9 @@ impl ConsumerKey {
     /// Validates a consumer config (on consumer writes, and again when a token names this consumer).
     pub fn parse(json: &str) -> Result<Self, String> {
         let raw: RawConsumer = serde_json::from_str(json).map_err(|e| e.to_string())?;
-        required_string(raw.key, "key")?;
-        if raw.exp == Some(0) {
-            return Err("property \"exp\" validation failed: expected 0 to be at least 1".into());
+        required_string("key", raw.key)?;
+        if let Some(exp) = raw.exp {
+            field("exp", within(exp, Some(1), None))?;
         }
         let algorithm = Algorithm::parse(raw.algorithm.as_deref().unwrap_or("HS256"))?;
         let name = algorithm.name();
@@ -135,7 +131,7 @@ impl ConsumerKey {
                 let secret = raw.secret.ok_or_else(|| {
                     format!("property \"secret\" is required when \"algorithm\" is \"{name}\"")
                 })?;
-                let secret = required_string(Some(secret), "secret")?;
+                let secret = required_string("secret", Some(secret))?;
                 if raw.base64_secret {
                     Verifier::Hmac(BASE64.decode(secret.trim()).map_err(|_| {
                         "base64_secret required but the secret is not in base64 format".to_string()

@@ -16,17 +16,14 @@
 
 use serde::Deserialize;
 use serde_json::Value;
+use sluice_builtin_support::auth::{admit, consumer_config, unauthorized};
+use sluice_builtin_support::ngx::{query_arg, remove_query_arg};
+use sluice_builtin_support::schema::{invalid, non_empty_string};
 use sluice_plugin_sdk::{clock, consumers, context, export_plugin, log, request, Decision, Plugin};
 
-#[path = "../../key-auth/src/auth_common.rs"]
-#[allow(dead_code)]
-mod auth_common;
 mod keys;
 mod token;
 
-use auth_common::{
-    admit, consumer_config, non_empty_name, query_arg, remove_query_arg, unauthorized,
-};
 use keys::ConsumerKey;
 
 const MISSING_TOKEN: &str = "Missing JWT token in request";
@@ -236,19 +233,17 @@ impl Plugin for JwtAuth {
     const CONSUMER_CREDENTIAL: Option<&'static str> = Some("key");
 
     fn validate(cfg: &Config) -> Result<(), String> {
-        non_empty_name(&cfg.header, "header")?;
-        non_empty_name(&cfg.query, "query")?;
-        non_empty_name(&cfg.cookie, "cookie")?;
-        non_empty_name(&cfg.key_claim_name, "key_claim_name")?;
+        non_empty_string("header", &cfg.header)?;
+        non_empty_string("query", &cfg.query)?;
+        non_empty_string("cookie", &cfg.cookie)?;
+        non_empty_string("key_claim_name", &cfg.key_claim_name)?;
         let claims = &cfg.claims_to_verify;
         if claims
             .iter()
             .enumerate()
             .any(|(i, c)| claims[..i].contains(c))
         {
-            return Err(
-                "property \"claims_to_verify\" validation failed: expected unique items".into(),
-            );
+            return Err(invalid("claims_to_verify", "expected unique items"));
         }
         Ok(())
     }

@@ -6,8 +6,9 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use jsonwebtoken::{encode, Algorithm as Alg, EncodingKey, Header};
 use serde_json::json;
+use sluice_builtin_support::testing::{auth_refusal, consumer, refused};
 use sluice_plugin_sdk::testing::TestHost;
-use sluice_plugin_sdk::{Consumer, Level, Phase};
+use sluice_plugin_sdk::{Level, Phase};
 
 const RSA_PRIVATE: &str = include_str!("../tests/keys/rsa_private.pem");
 const RSA_PUBLIC: &str = include_str!("../tests/keys/rsa_public.pem");
@@ -24,15 +25,7 @@ const NOW: u64 = 1_700_000_000;
 fn host_with(config: serde_json::Value) -> TestHost {
     let host = TestHost::new();
     let key = config["key"].as_str().unwrap_or("user-key").to_string();
-    host.add_consumer(
-        "jwt-auth",
-        &key,
-        Consumer {
-            username: "jack".to_string(),
-            plugin_config: config.to_string(),
-            labels: Vec::new(),
-        },
-    );
+    host.add_consumer("jwt-auth", &key, consumer("jack", &config.to_string()));
     host
 }
 
@@ -66,21 +59,13 @@ fn forge(header: &serde_json::Value, claims: &serde_json::Value, signature: &[u8
 /// the status and challenge every refusal shares).
 fn run(host: &TestHost, route: &str) -> Result<(), String> {
     let cfg = host.configure::<JwtAuth>(route).expect("route config");
-    match host.rewrite(&cfg) {
-        Decision::Continue => Ok(()),
-        Decision::Respond(resp) => {
-            assert_eq!(resp.status, 401);
-            let header = |name: &str| {
-                resp.headers
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .map(|(_, v)| v.clone())
-            };
-            assert_eq!(header("content-type").as_deref(), Some("application/json"));
-            assert!(header("www-authenticate").is_some_and(|v| v.starts_with("Bearer realm=")));
-            let body: serde_json::Value = serde_json::from_slice(&resp.body).expect("JSON body");
+    match auth_refusal(host.rewrite(&cfg)) {
+        None => Ok(()),
+        Some((status, challenge, message)) => {
+            assert_eq!(status, 401);
+            assert!(challenge.starts_with("Bearer realm="), "{challenge}");
             assert_eq!(host.consumer(), None, "a refused request has no consumer");
-            Err(body["message"].as_str().unwrap_or_default().to_string())
+            Err(message)
         }
     }
 }
@@ -553,10 +538,7 @@ fn an_unusable_stored_consumer_config_is_401_and_logged() {
 
 #[test]
 fn route_config_is_validated() {
-    let error = |json: &str| match TestHost::new().configure::<JwtAuth>(json) {
-        Ok(_) => panic!("accepted {json}"),
-        Err(e) => e,
-    };
+    let error = refused::<JwtAuth>;
     assert!(error(r#"{"anonymous_consumer":"x"}"#).contains("unknown field"));
     assert!(error(r#"{"key_claim_name":""}"#).contains(r#"property "key_claim_name""#));
     assert!(error(r#"{"cookie":""}"#).contains(r#"property "cookie""#));

@@ -10,13 +10,10 @@
 //! keyed by consumer).
 
 use serde::Deserialize;
+use sluice_builtin_support::auth::{admit, consumer_config, secrets_equal, unauthorized};
+use sluice_builtin_support::ngx::{query_arg, remove_query_arg};
+use sluice_builtin_support::schema::{non_empty_string, required_string};
 use sluice_plugin_sdk::{consumers, export_plugin, request, Decision, Plugin};
-
-mod auth_common;
-use auth_common::{
-    admit, consumer_config, non_empty_name, query_arg, remove_query_arg, required_string,
-    secrets_equal, unauthorized,
-};
 
 const MISSING_KEY: &str = "Missing API key in request";
 const INVALID_KEY: &str = "Invalid API key in request";
@@ -54,7 +51,7 @@ struct ConsumerConfig {
 
 fn consumer_key(json: &str) -> Result<String, String> {
     let c: ConsumerConfig = serde_json::from_str(json).map_err(|e| e.to_string())?;
-    required_string(c.key, "key")
+    required_string("key", c.key)
 }
 
 /// Where the presented key came from: `hide_credentials` removes it from there.
@@ -105,8 +102,8 @@ impl Plugin for KeyAuth {
     const CONSUMER_CREDENTIAL: Option<&'static str> = Some("key");
 
     fn validate(cfg: &Config) -> Result<(), String> {
-        non_empty_name(&cfg.header, "header")?;
-        non_empty_name(&cfg.query, "query")
+        non_empty_string("header", &cfg.header)?;
+        non_empty_string("query", &cfg.query)
     }
 
     fn validate_consumer(json: &str) -> Result<(), String> {

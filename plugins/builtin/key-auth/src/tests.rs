@@ -1,14 +1,7 @@
 use super::*;
+use sluice_builtin_support::testing::{auth_refusal, consumer, refused};
 use sluice_plugin_sdk::testing::TestHost;
-use sluice_plugin_sdk::{Consumer, Level, Phase};
-
-fn consumer(username: &str, config: &str) -> Consumer {
-    Consumer {
-        username: username.to_string(),
-        plugin_config: config.to_string(),
-        labels: Vec::new(),
-    }
-}
+use sluice_plugin_sdk::{Level, Phase};
 
 /// A host with consumer `jack` holding key `k1`, as the gateway indexes it.
 fn host() -> TestHost {
@@ -19,22 +12,7 @@ fn host() -> TestHost {
 
 /// Status, `WWW-Authenticate` and the `message` of a refusal.
 fn refusal(decision: Decision) -> (u16, String, String) {
-    let Decision::Respond(resp) = decision else {
-        panic!("expected a response, got {decision:?}");
-    };
-    let challenge = resp
-        .headers
-        .iter()
-        .find(|(n, _)| n == "www-authenticate")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
-    assert!(resp
-        .headers
-        .iter()
-        .any(|(n, v)| n == "content-type" && v == "application/json"));
-    let body: serde_json::Value = serde_json::from_slice(&resp.body).expect("JSON body");
-    let message = body["message"].as_str().unwrap_or_default().to_string();
-    (resp.status, challenge, message)
+    auth_refusal(decision).expect("a refusal")
 }
 
 #[test]
@@ -207,16 +185,16 @@ fn bearer_token_reads_the_authorization_header() {
 
 #[test]
 fn route_config_is_validated() {
-    let err = config_error(r#"{"heder":"x"}"#);
+    let err = refused::<KeyAuth>(r#"{"heder":"x"}"#);
     assert!(err.contains("unknown field `heder`"), "{err}");
-    let err = config_error(r#"{"header":""}"#);
+    let err = refused::<KeyAuth>(r#"{"header":""}"#);
     assert!(
         err.contains(r#"property "header" validation failed"#),
         "{err}"
     );
-    let err = config_error(r#"{"query":""}"#);
+    let err = refused::<KeyAuth>(r#"{"query":""}"#);
     assert!(err.contains(r#"property "query""#), "{err}");
-    let err = config_error(r#"{"hide_credentials":"yes"}"#);
+    let err = refused::<KeyAuth>(r#"{"hide_credentials":"yes"}"#);
     assert!(err.contains("invalid type"), "{err}");
 }
 
@@ -236,11 +214,4 @@ fn consumer_config_requires_a_non_empty_key() {
     assert!(KeyAuth::validate_consumer(r#"{"key":"k","extra":1}"#)
         .unwrap_err()
         .contains("unknown field `extra`"));
-}
-
-fn config_error(json: &str) -> String {
-    match TestHost::new().configure::<KeyAuth>(json) {
-        Ok(_) => panic!("config accepted: {json}"),
-        Err(e) => e,
-    }
 }

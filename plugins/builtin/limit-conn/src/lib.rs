@@ -6,14 +6,9 @@
 //! request holds a slot is remembered in its context, so a request that was rejected, or never reached this
 //! plugin because an earlier one answered, never gives back a slot it did not take.
 
-#[path = "../../limit-count/src/limit.rs"]
-mod limit;
-#[path = "../../limit-count/src/schema.rs"]
-mod schema;
-
-use limit::{route_scoped, Common, KeyType};
-use schema::{field, greater_than, required, within};
 use serde::Deserialize;
+use sluice_builtin_support::limit::{route_scoped, Common, KeyType};
+use sluice_builtin_support::schema::{field, greater_than, required, within};
 use sluice_plugin_sdk::{context, counters, export_plugin, log, request, Decision, Plugin};
 
 /// The plugin's config, with APISIX's names and defaults; unknown fields are ignored.

@@ -1,11 +1,7 @@
 use super::*;
+use sluice_builtin_support::testing::{refused, setup};
 use sluice_plugin_sdk::testing::{TestConfig, TestHost};
 use sluice_plugin_sdk::Phase;
-
-fn config(host: &TestHost, json: &str) -> TestConfig<LimitConn> {
-    host.configure::<LimitConn>(json)
-        .unwrap_or_else(|e| panic!("config {json} refused: {e}"))
-}
 
 /// Starts a request (access only): `Ok((delay_ms, held key))` when admitted, `Err(status)` when rejected.
 fn start(host: &TestHost, cfg: &TestConfig<LimitConn>) -> Result<(u64, Option<String>), u16> {
@@ -27,11 +23,7 @@ const KEY: &str = "route:1:127.0.0.1";
 
 #[test]
 fn admits_conn_then_delays_burst_proportionally_then_rejects() {
-    let host = TestHost::new();
-    let cfg = config(
-        &host,
-        r#"{"conn": 2, "burst": 2, "default_conn_delay": 0.1}"#,
-    );
+    let (host, cfg) = setup::<LimitConn>(r#"{"conn": 2, "burst": 2, "default_conn_delay": 0.1}"#);
     assert_eq!(start(&host, &cfg), Ok((0, Some(KEY.into()))));
     assert_eq!(start(&host, &cfg), Ok((0, Some(KEY.into()))));
     assert_eq!(
@@ -63,9 +55,7 @@ fn admits_conn_then_delays_burst_proportionally_then_rejects() {
 
 #[test]
 fn only_use_default_delay_delays_every_excess_request_the_same() {
-    let host = TestHost::new();
-    let cfg = config(
-        &host,
+    let (host, cfg) = setup::<LimitConn>(
         r#"{"conn": 1, "burst": 3, "default_conn_delay": 0.25, "only_use_default_delay": true}"#,
     );
     let delays: Vec<_> = (0..4).map(|_| start(&host, &cfg).map(|(d, _)| d)).collect();
@@ -74,9 +64,7 @@ fn only_use_default_delay_delays_every_excess_request_the_same() {
 
 #[test]
 fn rejection_uses_rejected_code_and_msg() {
-    let host = TestHost::new();
-    let cfg = config(
-        &host,
+    let (host, cfg) = setup::<LimitConn>(
         r#"{"conn": 1, "burst": 0, "default_conn_delay": 1, "rejected_code": 429, "rejected_msg": "busy"}"#,
     );
     assert!(start(&host, &cfg).is_ok());
@@ -93,8 +81,7 @@ fn rejection_uses_rejected_code_and_msg() {
 
 #[test]
 fn log_releases_only_a_slot_this_request_took() {
-    let host = TestHost::new();
-    let cfg = config(&host, r#"{"conn": 1, "burst": 0, "default_conn_delay": 1}"#);
+    let (host, cfg) = setup::<LimitConn>(r#"{"conn": 1, "burst": 0, "default_conn_delay": 1}"#);
     assert!(start(&host, &cfg).is_ok());
     // A request that never counted (rejected, or answered by an earlier plugin) ends: nothing released.
     host.next_request();
@@ -106,9 +93,7 @@ fn log_releases_only_a_slot_this_request_took() {
 
 #[test]
 fn keys_follow_key_type_and_route() {
-    let host = TestHost::new();
-    let cfg = config(
-        &host,
+    let (host, cfg) = setup::<LimitConn>(
         r#"{"conn": 1, "burst": 0, "default_conn_delay": 1, "key_type": "var_combination", "key": "$http_x_user"}"#,
     );
     let send = |user: &str, route: &str| {
@@ -122,27 +107,6 @@ fn keys_follow_key_type_and_route() {
     assert!(send("bob", "1"));
     assert!(send("ann", "2"));
     assert_eq!(host.gauge("route:1:ann"), Some(1));
-}
-
-#[test]
-fn a_store_failure_answers_500_unless_degradation_is_allowed() {
-    struct Failing;
-    impl Plugin for Failing {
-        type Config = Config;
-        fn access(cfg: &Config) -> Decision {
-            cfg.common.store_failed("conn", "down")
-        }
-    }
-    let host = TestHost::new();
-    let base = r#""conn": 1, "burst": 0, "default_conn_delay": 1"#;
-    let strict = host
-        .configure::<Failing>(&format!("{{{base}}}"))
-        .expect("config");
-    assert!(matches!(host.access(&strict), Decision::Respond(r) if r.status == 500));
-    let lenient = host
-        .configure::<Failing>(&format!(r#"{{{base}, "allow_degradation": true}}"#))
-        .expect("config");
-    assert_eq!(host.access(&lenient), Decision::Continue);
 }
 
 #[test]
@@ -182,10 +146,7 @@ fn validation_messages_follow_apisix() {
         ),
     ];
     for (json, want) in cases {
-        match TestHost::new().configure::<LimitConn>(json) {
-            Ok(_) => panic!("{json} accepted"),
-            Err(e) => assert_eq!(e, want, "{json}"),
-        }
+        assert_eq!(refused::<LimitConn>(json), want, "{json}");
     }
 }
 

@@ -6,12 +6,9 @@
 //! learn their quota from `X-RateLimit-Limit` / `-Remaining` / `-Reset`, on accepted responses (set in
 //! `header_filter`, which sees the upstream's response) and on rejections.
 
-mod limit;
-mod schema;
-
-use limit::{ceil_secs, route_scoped, Common, KeyType};
-use schema::{field, greater_than, not_empty, required};
 use serde::Deserialize;
+use sluice_builtin_support::limit::{ceil_secs, route_scoped, Common, KeyType};
+use sluice_builtin_support::schema::{field, greater_than, not_empty, required};
 use sluice_plugin_sdk::{context, counters, export_plugin, response, Decision, Plugin, Response};
 use std::time::Duration;
 

@@ -1,19 +1,8 @@
 use super::*;
+use sluice_builtin_support::testing::{configure, refused, setup};
 use sluice_plugin_sdk::testing::{TestConfig, TestHost};
 use sluice_plugin_sdk::Phase;
 use std::net::SocketAddr;
-
-fn config(host: &TestHost, json: &str) -> TestConfig<LimitCount> {
-    host.configure::<LimitCount>(json)
-        .unwrap_or_else(|e| panic!("config {json} refused: {e}"))
-}
-
-fn refused(json: &str) -> String {
-    match TestHost::new().configure::<LimitCount>(json) {
-        Ok(_) => panic!("config {json} was accepted"),
-        Err(e) => e,
-    }
-}
 
 /// One full request from `client` on `route`: access, then (if it went on) header_filter on a 200.
 /// Returns the status and the quota headers the client sees.
@@ -72,8 +61,7 @@ const B: &str = "10.0.0.2:1000";
 
 #[test]
 fn allows_count_requests_per_window_then_rejects_with_quota_headers() {
-    let host = TestHost::new();
-    let cfg = config(&host, r#"{"count": 2, "time_window": 60}"#);
+    let (host, cfg) = setup::<LimitCount>(r#"{"count": 2, "time_window": 60}"#);
     assert_eq!(request(&host, &cfg, "1", A), (200, quota("2", "1", "60")));
     host.advance(Duration::from_millis(10_500));
     assert_eq!(request(&host, &cfg, "1", A), (200, quota("2", "0", "50")));
@@ -87,9 +75,7 @@ fn allows_count_requests_per_window_then_rejects_with_quota_headers() {
 
 #[test]
 fn rejection_uses_rejected_code_and_msg() {
-    let host = TestHost::new();
-    let cfg = config(
-        &host,
+    let (host, cfg) = setup::<LimitCount>(
         r#"{"count": 1, "time_window": 10, "rejected_code": 429, "rejected_msg": "slow down"}"#,
     );
     assert_eq!(host.access(&cfg), Decision::Continue);
@@ -103,7 +89,7 @@ fn rejection_uses_rejected_code_and_msg() {
         .contains(&("content-type".into(), "application/json".into())));
 
     // Without a message the body is empty, as APISIX.
-    let cfg = config(
+    let cfg = configure::<LimitCount>(
         &host,
         r#"{"count": 1, "time_window": 10, "key": "x", "key_type": "constant"}"#,
     );
@@ -116,8 +102,7 @@ fn rejection_uses_rejected_code_and_msg() {
 
 #[test]
 fn default_key_is_the_client_address() {
-    let host = TestHost::new();
-    let cfg = config(&host, r#"{"count": 1, "time_window": 60}"#);
+    let (host, cfg) = setup::<LimitCount>(r#"{"count": 1, "time_window": 60}"#);
     assert_eq!(request(&host, &cfg, "1", A).0, 200);
     assert_eq!(request(&host, &cfg, "1", A).0, 503);
     // Same IP, other port: the same client.
@@ -131,11 +116,8 @@ fn default_key_is_the_client_address() {
 
 #[test]
 fn var_key_counts_per_variable_value_and_falls_back_to_the_client_address() {
-    let host = TestHost::new();
-    let cfg = config(
-        &host,
-        r#"{"count": 1, "time_window": 60, "key": "http_x_user"}"#,
-    );
+    let (host, cfg) =
+        setup::<LimitCount>(r#"{"count": 1, "time_window": 60, "key": "http_x_user"}"#);
     let as_user = |user: Option<&str>, client: &str| {
         host.next_request();
         host.set_client_addr(client.parse().expect("addr"));
@@ -158,9 +140,7 @@ fn var_key_counts_per_variable_value_and_falls_back_to_the_client_address() {
 
 #[test]
 fn var_combination_key_joins_the_variables() {
-    let host = TestHost::new();
-    let cfg = config(
-        &host,
+    let (host, cfg) = setup::<LimitCount>(
         r#"{"count": 1, "time_window": 60, "key_type": "var_combination", "key": "$http_x_user ${http_x_app}"}"#,
     );
     let send = |user: Option<&str>, app: Option<&str>, client: &str| {
@@ -187,47 +167,8 @@ fn var_combination_key_joins_the_variables() {
 }
 
 #[test]
-fn interpolate_resolves_like_apisix_resolve_var() {
-    let host = TestHost::new();
-    host.set_var("a", "1").set_var("b_c", "2");
-    // Run inside a phase so request::var reaches the test host.
-    struct Probe;
-    impl Plugin for Probe {
-        type Config = Config;
-        fn access(_: &Config) -> Decision {
-            let mut out = Vec::new();
-            for t in [
-                "$a-${b_c}",
-                "x$missing.y",
-                r"\$a $",
-                "${a",
-                "$$a",
-                "no vars",
-                "${}",
-            ] {
-                let (s, n) = limit::interpolate(t);
-                out.push(format!("{s}|{n}"));
-            }
-            Decision::Respond(Response::new(200).body(out.join("\n")))
-        }
-    }
-    let probe = host
-        .configure::<Probe>(r#"{"count": 1, "time_window": 1}"#)
-        .expect("config");
-    let Decision::Respond(r) = host.access(&probe) else {
-        panic!("probe answers")
-    };
-    assert_eq!(
-        String::from_utf8(r.body).expect("utf8"),
-        "1-2|2\nx.y|0\n\\$a $|0\n${a|0\n$1|1\nno vars|0\n${}|0"
-    );
-}
-
-#[test]
 fn constant_key_shares_one_quota_between_all_clients() {
-    let host = TestHost::new();
-    let cfg = config(
-        &host,
+    let (host, cfg) = setup::<LimitCount>(
         r#"{"count": 2, "time_window": 60, "key_type": "constant", "key": "all"}"#,
     );
     assert_eq!(request(&host, &cfg, "1", A).0, 200);
@@ -237,8 +178,7 @@ fn constant_key_shares_one_quota_between_all_clients() {
 
 #[test]
 fn counters_are_per_route_unless_grouped() {
-    let host = TestHost::new();
-    let cfg = config(&host, r#"{"count": 1, "time_window": 60}"#);
+    let (host, cfg) = setup::<LimitCount>(r#"{"count": 1, "time_window": 60}"#);
     assert_eq!(request(&host, &cfg, "r1", A).0, 200);
     assert_eq!(
         request(&host, &cfg, "r2", A).0,
@@ -247,7 +187,8 @@ fn counters_are_per_route_unless_grouped() {
     );
     assert_eq!(request(&host, &cfg, "r1", A).0, 503);
 
-    let grouped = config(&host, r#"{"count": 1, "time_window": 60, "group": "g"}"#);
+    let grouped =
+        configure::<LimitCount>(&host, r#"{"count": 1, "time_window": 60, "group": "g"}"#);
     assert_eq!(request(&host, &grouped, "r1", A).0, 200);
     assert_eq!(
         request(&host, &grouped, "r2", A).0,
@@ -263,11 +204,8 @@ fn counters_are_per_route_unless_grouped() {
 
 #[test]
 fn quota_headers_can_be_turned_off() {
-    let host = TestHost::new();
-    let cfg = config(
-        &host,
-        r#"{"count": 1, "time_window": 60, "show_limit_quota_header": false}"#,
-    );
+    let (host, cfg) =
+        setup::<LimitCount>(r#"{"count": 1, "time_window": 60, "show_limit_quota_header": false}"#);
     assert_eq!(request(&host, &cfg, "1", A), (200, vec![None, None, None]));
     assert_eq!(request(&host, &cfg, "1", A), (503, vec![None, None, None]));
 }
@@ -275,43 +213,10 @@ fn quota_headers_can_be_turned_off() {
 #[test]
 fn header_filter_adds_nothing_when_access_did_not_count() {
     // An earlier plugin answered (or this one rejected): no quota in the context, no headers.
-    let host = TestHost::new();
-    let cfg = config(&host, r#"{"count": 1, "time_window": 60}"#);
+    let (host, cfg) = setup::<LimitCount>(r#"{"count": 1, "time_window": 60}"#);
     host.set_response(401, &[]);
     assert_eq!(host.header_filter(&cfg), Decision::Continue);
     assert_eq!(host.response_header("x-ratelimit-limit"), None);
-}
-
-#[test]
-fn a_store_failure_answers_500_unless_degradation_is_allowed() {
-    // The test host's counters never fail, so call the failure path the way `access` does.
-    struct Failing;
-    impl Plugin for Failing {
-        type Config = Config;
-        fn access(cfg: &Config) -> Decision {
-            cfg.common
-                .store_failed("count", "store unavailable: redis down")
-        }
-    }
-    let host = TestHost::new();
-    let strict = host
-        .configure::<Failing>(r#"{"count": 1, "time_window": 1}"#)
-        .expect("config");
-    let Decision::Respond(r) = host.access(&strict) else {
-        panic!("must answer")
-    };
-    assert_eq!(
-        (r.status, r.body.as_slice()),
-        (500, &br#"{"error_msg":"failed to limit count"}"#[..])
-    );
-    let lenient = host
-        .configure::<Failing>(r#"{"count": 1, "time_window": 1, "allow_degradation": true}"#)
-        .expect("config");
-    assert_eq!(host.access(&lenient), Decision::Continue);
-    assert!(host
-        .logs()
-        .iter()
-        .any(|(_, m)| m == "failed to limit count: store unavailable: redis down"));
 }
 
 #[test]
@@ -353,10 +258,10 @@ fn validation_messages_follow_apisix() {
         ),
     ];
     for (json, want) in cases {
-        assert_eq!(refused(json), want, "{json}");
+        assert_eq!(refused::<LimitCount>(json), want, "{json}");
     }
     for policy in ["redis", "redis-cluster"] {
-        let msg = refused(&format!(
+        let msg = refused::<LimitCount>(&format!(
             r#"{{"count": 1, "time_window": 1, "policy": "{policy}", "redis_host": "127.0.0.1"}}"#
         ));
         assert!(
@@ -364,9 +269,11 @@ fn validation_messages_follow_apisix() {
             "{msg}"
         );
     }
-    assert!(refused(r#"{"count": "ten", "time_window": 1}"#).contains("invalid type"));
+    assert!(
+        refused::<LimitCount>(r#"{"count": "ten", "time_window": 1}"#).contains("invalid type")
+    );
     // APISIX configs with fields this plugin does not use still load.
-    config(
+    configure::<LimitCount>(
         &TestHost::new(),
         r#"{"count": 1, "time_window": 1, "policy": "local", "redis_timeout": 1000, "_meta": {}}"#,
     );

@@ -7,14 +7,9 @@
 //! so two requests never both fill the same room in the bucket. The delay is `request::delay`: the gateway
 //! holds the request on a timer, no worker blocks.
 
-#[path = "../../limit-count/src/limit.rs"]
-mod limit;
-#[path = "../../limit-count/src/schema.rs"]
-mod schema;
-
-use limit::{route_scoped, Common, KeyType};
-use schema::{field, greater_than, required, within};
 use serde::Deserialize;
+use sluice_builtin_support::limit::{route_scoped, Common, KeyType};
+use sluice_builtin_support::schema::{field, greater_than, required, within};
 use sluice_plugin_sdk::{clock, export_plugin, kv, request, Decision, Plugin, StoreError};
 use std::time::Duration;
 
@@ -140,9 +135,7 @@ impl Plugin for LimitReq {
             "burst",
             within(required("burst", cfg.burst)?, Some(0.0), None),
         )?;
-        if cfg.key.is_none() {
-            return Err("property \"key\" is required".to_string());
-        }
+        required("key", cfg.key.as_ref())?;
         cfg.key_type.validate(&["var", "var_combination"])?;
         cfg.common.validate()
     }

@@ -8,11 +8,10 @@
 //! so the plugin never buffers a body. What stays here is APISIX's policy: which requests may be answered
 //! from the cache, which responses may be stored and for how long.
 
-#[path = "../../limit-count/src/schema.rs"]
-mod schema;
-
-use schema::{each_item, field, not_empty_array, one_of, unique_non_empty, within};
 use serde::Deserialize;
+use sluice_builtin_support::schema::{
+    each_item, field, length_within, not_empty_array, one_of, unique_non_empty, within,
+};
 use sluice_plugin_sdk::cache::{self, Lookup};
 use sluice_plugin_sdk::{
     clock, context, export_plugin, log, request, response, Decision, Method, Plugin, Response,
@@ -273,15 +272,7 @@ impl Plugin for ProxyCache {
                     .to_string(),
             );
         }
-        let zone_len = cfg.cache_zone.chars().count();
-        if zone_len == 0 {
-            return Err(r#"property "cache_zone" validation failed: string too short, expected at least 1, got 0"#.to_string());
-        }
-        if zone_len > 100 {
-            return Err(format!(
-                r#"property "cache_zone" validation failed: string too long, expected at most 100, got {zone_len}"#
-            ));
-        }
+        field("cache_zone", length_within(&cfg.cache_zone, 1, Some(100)))?;
         // APISIX's own rule: the disk default zone cannot hold a memory cache.
         if cfg.cache_zone == "disk_cache_one" {
             return Err("invalid or empty cache_zone for cache_strategy: memory".to_string());

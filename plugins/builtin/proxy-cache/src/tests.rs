@@ -1,18 +1,7 @@
 use super::*;
+use sluice_builtin_support::testing::{configure, refused, setup};
 use sluice_plugin_sdk::testing::{TestConfig, TestHost};
 use sluice_plugin_sdk::Phase;
-
-fn config(host: &TestHost, json: &str) -> TestConfig<ProxyCache> {
-    host.configure::<ProxyCache>(json)
-        .unwrap_or_else(|e| panic!("config {json} refused: {e}"))
-}
-
-fn refused(json: &str) -> String {
-    match TestHost::new().configure::<ProxyCache>(json) {
-        Ok(_) => panic!("config {json} was accepted"),
-        Err(e) => e,
-    }
-}
 
 /// What the client got.
 #[derive(Debug)]
@@ -115,8 +104,7 @@ const KEY: &str = "memory_cache:example.com/a?x=1";
 
 #[test]
 fn a_miss_is_stored_and_the_next_request_is_served_from_the_cache() {
-    let host = TestHost::new();
-    let cfg = config(&host, "{}");
+    let (host, cfg) = setup::<ProxyCache>("{}");
     let first = get(&host, &cfg, "/a?x=1", &OK);
     assert!(first.upstream);
     assert_eq!(first.cache_status(), Some("MISS"));
@@ -140,8 +128,7 @@ fn a_miss_is_stored_and_the_next_request_is_served_from_the_cache() {
 
 #[test]
 fn an_entry_expires_after_cache_ttl() {
-    let host = TestHost::new();
-    let cfg = config(&host, r#"{"cache_ttl": 10}"#);
+    let (host, cfg) = setup::<ProxyCache>(r#"{"cache_ttl": 10}"#);
     get(&host, &cfg, "/a?x=1", &OK);
     host.advance(Duration::from_secs(9));
     assert_eq!(get(&host, &cfg, "/a?x=1", &OK).cache_status(), Some("HIT"));
@@ -158,8 +145,7 @@ fn an_entry_expires_after_cache_ttl() {
 
 #[test]
 fn purge_removes_the_entry() {
-    let host = TestHost::new();
-    let cfg = config(&host, "{}");
+    let (host, cfg) = setup::<ProxyCache>("{}");
     get(&host, &cfg, "/a?x=1", &OK);
     let purged = fetch(&host, &cfg, "PURGE", "/a?x=1", &[], &OK);
     assert_eq!((purged.upstream, purged.status), (false, 200));
@@ -171,8 +157,7 @@ fn purge_removes_the_entry() {
 
 #[test]
 fn only_cache_method_requests_use_the_cache() {
-    let host = TestHost::new();
-    let cfg = config(&host, "{}");
+    let (host, cfg) = setup::<ProxyCache>("{}");
     let post = fetch(&host, &cfg, "POST", "/a?x=1", &[], &OK);
     assert_eq!((post.upstream, post.cache_status()), (true, Some("MISS")));
     assert!(
@@ -180,7 +165,7 @@ fn only_cache_method_requests_use_the_cache() {
         "a POST response is not stored by default"
     );
 
-    let cfg = config(&host, r#"{"cache_method": ["POST"]}"#);
+    let cfg = configure::<ProxyCache>(&host, r#"{"cache_method": ["POST"]}"#);
     fetch(&host, &cfg, "POST", "/a?x=1", &[], &OK);
     assert!(is_cached(&host, KEY));
     assert_eq!(
@@ -191,8 +176,7 @@ fn only_cache_method_requests_use_the_cache() {
 
 #[test]
 fn head_is_answered_from_the_cache_but_never_fills_it() {
-    let host = TestHost::new();
-    let cfg = config(&host, "{}");
+    let (host, cfg) = setup::<ProxyCache>("{}");
     let head = fetch(
         &host,
         &cfg,
@@ -213,11 +197,7 @@ fn head_is_answered_from_the_cache_but_never_fills_it() {
 
 #[test]
 fn cache_bypass_skips_the_cache_when_any_value_is_set() {
-    let host = TestHost::new();
-    let cfg = config(
-        &host,
-        r#"{"cache_bypass": ["$arg_bypass", "$http_bypass"]}"#,
-    );
+    let (host, cfg) = setup::<ProxyCache>(r#"{"cache_bypass": ["$arg_bypass", "$http_bypass"]}"#);
     get(&host, &cfg, "/p?bypass=0", &OK);
     let key = "memory_cache:example.com/p?bypass=0";
     assert!(is_cached(&host, key), "\"0\" does not bypass");
@@ -243,8 +223,7 @@ fn cache_bypass_skips_the_cache_when_any_value_is_set() {
 
 #[test]
 fn no_cache_keeps_the_response_out_of_the_cache() {
-    let host = TestHost::new();
-    let cfg = config(&host, r#"{"no_cache": ["$arg_no_cache"]}"#);
+    let (host, cfg) = setup::<ProxyCache>(r#"{"no_cache": ["$arg_no_cache"]}"#);
     let got = get(&host, &cfg, "/a?no_cache=1", &OK);
     assert_eq!((got.upstream, got.cache_status()), (true, Some("MISS")));
     assert!(!is_cached(&host, "memory_cache:example.com/a?no_cache=1"));
@@ -254,8 +233,7 @@ fn no_cache_keeps_the_response_out_of_the_cache() {
 
 #[test]
 fn only_cache_http_status_responses_are_stored() {
-    let host = TestHost::new();
-    let cfg = config(&host, "{}");
+    let (host, cfg) = setup::<ProxyCache>("{}");
     for (status, stored) in [
         (200, true),
         (301, true),
@@ -272,15 +250,14 @@ fn only_cache_http_status_responses_are_stored() {
             "{status}"
         );
     }
-    let cfg = config(&host, r#"{"cache_http_status": [502]}"#);
+    let cfg = configure::<ProxyCache>(&host, r#"{"cache_http_status": [502]}"#);
     get(&host, &cfg, "/bad", &Upstream { status: 502, ..OK });
     assert!(is_cached(&host, "memory_cache:example.com/bad"));
 }
 
 #[test]
 fn private_uncacheable_cookie_and_vary_star_responses_are_never_stored() {
-    let host = TestHost::new();
-    let cfg = config(&host, "{}");
+    let (host, cfg) = setup::<ProxyCache>("{}");
     let cases: [&[(&str, &str)]; 6] = [
         &[("cache-control", "private, max-age=60")],
         &[("cache-control", "no-store")],
@@ -300,8 +277,7 @@ fn private_uncacheable_cookie_and_vary_star_responses_are_never_stored() {
 
 #[test]
 fn cache_control_takes_the_ttl_from_the_upstream() {
-    let host = TestHost::new();
-    let cfg = config(&host, r#"{"cache_control": true, "cache_ttl": 1000}"#);
+    let (host, cfg) = setup::<ProxyCache>(r#"{"cache_control": true, "cache_ttl": 1000}"#);
     // Fresh until the returned number of seconds from now, or not stored.
     let check = |path: &str, headers: &[(&str, &str)], ttl: Option<u64>| {
         get(&host, &cfg, path, &Upstream { headers, ..OK });
@@ -356,8 +332,7 @@ fn host_now(host: &TestHost) -> u64 {
 
 #[test]
 fn cache_control_honours_the_request_directives() {
-    let host = TestHost::new();
-    let cfg = config(&host, r#"{"cache_control": true}"#);
+    let (host, cfg) = setup::<ProxyCache>(r#"{"cache_control": true}"#);
     let cacheable = Upstream {
         headers: &[("cache-control", "max-age=60")],
         ..OK
@@ -421,7 +396,7 @@ fn cache_control_honours_the_request_directives() {
     );
 
     // Without cache_control the request's directives are ignored.
-    let cfg = config(&host, r#"{"cache_zone": "plain"}"#);
+    let cfg = configure::<ProxyCache>(&host, r#"{"cache_zone": "plain"}"#);
     get(&host, &cfg, "/a?x=1", &OK);
     let got = fetch(
         &host,
@@ -436,8 +411,7 @@ fn cache_control_honours_the_request_directives() {
 
 #[test]
 fn hide_cache_headers_strips_cache_control_and_expires_from_clients() {
-    let host = TestHost::new();
-    let cfg = config(&host, r#"{"hide_cache_headers": true}"#);
+    let (host, cfg) = setup::<ProxyCache>(r#"{"hide_cache_headers": true}"#);
     let upstream = Upstream {
         headers: &[
             ("cache-control", "public"),
@@ -459,7 +433,7 @@ fn hide_cache_headers_strips_cache_control_and_expires_from_clients() {
     );
     assert_eq!(hit.header("content-type"), Some("text/plain"));
 
-    let cfg = config(&host, r#"{"cache_zone": "shown"}"#);
+    let cfg = configure::<ProxyCache>(&host, r#"{"cache_zone": "shown"}"#);
     get(&host, &cfg, "/a?x=1", &upstream);
     let hit = get(&host, &cfg, "/a?x=1", &upstream);
     assert_eq!(hit.header("cache-control"), Some("public"));
@@ -467,8 +441,7 @@ fn hide_cache_headers_strips_cache_control_and_expires_from_clients() {
 
 #[test]
 fn replay_drops_headers_that_belong_to_the_filling_request() {
-    let host = TestHost::new();
-    let cfg = config(&host, "{}");
+    let (host, cfg) = setup::<ProxyCache>("{}");
     let upstream = Upstream {
         headers: &[
             ("content-length", "5"),
@@ -493,8 +466,7 @@ fn replay_drops_headers_that_belong_to_the_filling_request() {
 
 #[test]
 fn cache_key_and_zone_choose_the_entry() {
-    let host = TestHost::new();
-    let cfg = config(&host, r#"{"cache_key": ["$uri", "::", "$http_x_lang"]}"#);
+    let (host, cfg) = setup::<ProxyCache>(r#"{"cache_key": ["$uri", "::", "$http_x_lang"]}"#);
     fetch(&host, &cfg, "GET", "/a?x=1", &[("x-lang", "en")], &OK);
     assert!(is_cached(&host, "memory_cache:/a::en"));
     let other_query = fetch(&host, &cfg, "GET", "/a?x=2", &[("x-lang", "en")], &OK);
@@ -506,7 +478,7 @@ fn cache_key_and_zone_choose_the_entry() {
     let other_lang = fetch(&host, &cfg, "GET", "/a?x=1", &[("x-lang", "de")], &OK);
     assert_eq!(other_lang.cache_status(), Some("MISS"));
 
-    let zone_b = config(
+    let zone_b = configure::<ProxyCache>(
         &host,
         r#"{"cache_zone": "b", "cache_key": ["$uri", "::", "$http_x_lang"]}"#,
     );
@@ -520,8 +492,7 @@ fn cache_key_and_zone_choose_the_entry() {
 
 #[test]
 fn header_filter_leaves_responses_alone_when_access_did_not_run() {
-    let host = TestHost::new();
-    let cfg = config(&host, "{}");
+    let (host, cfg) = setup::<ProxyCache>("{}");
     host.set_response(200, &[("cache-control", "public")]);
     assert_eq!(host.header_filter(&cfg), Decision::Continue);
     assert_eq!(host.response_header("apisix-cache-status"), None);
@@ -582,15 +553,15 @@ fn validation_messages_follow_apisix() {
         ),
     ];
     for (json, want) in cases {
-        assert_eq!(refused(json), want, "{json}");
+        assert_eq!(refused::<ProxyCache>(json), want, "{json}");
     }
-    let disk = refused(r#"{"cache_strategy": "disk"}"#);
+    let disk = refused::<ProxyCache>(r#"{"cache_strategy": "disk"}"#);
     assert!(
         disk.starts_with("cache_strategy \"disk\" is not available yet"),
         "{disk}"
     );
     // APISIX's memory example config loads as is.
-    config(
+    configure::<ProxyCache>(
         &TestHost::new(),
         r#"{"cache_strategy": "memory", "cache_zone": "memory_cache", "cache_ttl": 10}"#,
     );

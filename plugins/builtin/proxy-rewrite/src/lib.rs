@@ -14,13 +14,12 @@
 use regex::Regex;
 use serde::Deserialize;
 use serde_json::Value;
-use sluice_plugin_sdk::{
-    export_plugin, log, request, Decision, FieldError, Method, Plugin, Response,
-};
-
-mod header_ops;
-
-use header_ops::{HeaderOps, HeaderSink, Template};
+use sluice_builtin_support::compiled::{Compile, Compiled};
+use sluice_builtin_support::header_ops::{self, HeaderOps, HeaderSink};
+use sluice_builtin_support::reply::{json_object, json_response};
+use sluice_builtin_support::schema::{field, invalid, length_within, regex_error};
+use sluice_builtin_support::template::Template;
+use sluice_plugin_sdk::{export_plugin, log, request, Decision, FieldError, Method, Plugin};
 
 /// Methods APISIX's schema allows for `method`.
 const METHODS: [&str; 14] = [
@@ -31,7 +30,7 @@ const METHODS: [&str; 14] = [
 /// The config as written; [`Rules::compile`] checks it and compiles regexes and templates once.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Raw {
+pub struct Raw {
     uri: Option<String>,
     regex_uri: Option<Vec<String>>,
     host: Option<String>,
@@ -40,19 +39,11 @@ struct Raw {
     use_real_request_uri_unsafe: Option<bool>,
 }
 
-/// A parsed config. Holding the compile error instead of failing deserialization lets `validate` return
-/// the APISIX-style message as is (serde would append a JSON position), while phases use rules compiled once.
-#[derive(Deserialize)]
-#[serde(from = "Raw")]
-pub struct Config(Result<Rules, String>);
+/// A parsed config: the rules compiled once, or the APISIX-style message `validate` returns.
+pub type Config = Compiled<Rules>;
 
-impl From<Raw> for Config {
-    fn from(raw: Raw) -> Self {
-        Config(Rules::compile(raw))
-    }
-}
-
-struct Rules {
+/// What `rewrite` uses, compiled from [`Raw`].
+pub struct Rules {
     uri: Option<Template>,
     regex_uri: Vec<(Regex, Replacement)>,
     host: Option<String>,
@@ -60,11 +51,9 @@ struct Rules {
     headers: Option<HeaderOps>,
 }
 
-fn invalid(property: &str, message: impl std::fmt::Display) -> String {
-    format!("property \"{property}\" validation failed: {message}")
-}
+impl Compile for Rules {
+    type Raw = Raw;
 
-impl Rules {
     fn compile(raw: Raw) -> Result<Self, String> {
         let given = [
             raw.uri.is_some(),
@@ -127,19 +116,7 @@ impl Rules {
 }
 
 fn check_uri(uri: &str) -> Result<Template, String> {
-    let len = uri.chars().count();
-    if len == 0 {
-        return Err(invalid(
-            "uri",
-            "string too short, expected at least 1, got 0",
-        ));
-    }
-    if len > 4096 {
-        return Err(invalid(
-            "uri",
-            format!("string too long, expected at most 4096, got {len}"),
-        ));
-    }
+    field("uri", length_within(uri, 1, Some(4096)))?;
     if !uri.starts_with('/') {
         return Err(invalid(
             "uri",
@@ -181,15 +158,6 @@ fn compile_regex_uri(list: &[String]) -> Result<Vec<(Regex, Replacement)>, Strin
             Ok((regex, replacement))
         })
         .collect()
-}
-
-/// The one line of a `regex` error that says what is wrong (the rest is a caret diagram).
-fn regex_error(e: &regex::Error) -> String {
-    let text = e.to_string();
-    text.lines()
-        .find_map(|l| l.strip_prefix("error: "))
-        .unwrap_or(&text)
-        .to_string()
 }
 
 /// A `regex_uri` replacement in `ngx.re.sub` syntax: `$N` or `${N}` is capture group N (`$0` the whole
@@ -333,31 +301,14 @@ fn resolve(name: &str, groups: &[Option<String>]) -> Option<String> {
     request::var(name)
 }
 
-/// Header writes go to the request the upstream receives.
-struct UpstreamRequest;
-
-impl HeaderSink for UpstreamRequest {
-    fn append(name: &str, value: &str) -> Result<(), FieldError> {
-        request::append_header(name, value)
-    }
-    fn set(name: &str, value: &str) -> Result<(), FieldError> {
-        request::set_header(name, value)
-    }
-    fn remove(name: &str) -> Result<bool, FieldError> {
-        request::remove_header(name)
-    }
-}
-
 /// The 500 APISIX answers when the rewritten uri cannot be used.
 fn uri_failure(uri: &str, e: FieldError) -> Decision {
     let message = format!("failed to rewrite the uri to {uri:?}: {e}");
     log::error(&message);
-    let body = serde_json::json!({ "error_msg": message }).to_string();
-    Decision::Respond(
-        Response::new(500)
-            .header("content-type", "application/json")
-            .body(body + "\n"),
-    )
+    Decision::Respond(json_response(
+        500,
+        json_object("error_msg", &message) + "\n",
+    ))
 }
 
 /// The plugin.
@@ -370,12 +321,12 @@ impl Plugin for ProxyRewrite {
     const PRIORITY: i32 = 1008;
 
     fn validate(config: &Config) -> Result<(), String> {
-        config.0.as_ref().map(|_| ()).map_err(Clone::clone)
+        config.validate()
     }
 
     fn rewrite(config: &Config) -> Decision {
         // Unreachable with an invalid config: `configure` refuses what `validate` refuses.
-        let Ok(rules) = &config.0 else {
+        let Some(rules) = config.rules() else {
             return Decision::Continue;
         };
         if let Some(host) = &rules.host {
@@ -400,7 +351,7 @@ impl Plugin for ProxyRewrite {
             }
         }
         if let Some(headers) = &rules.headers {
-            headers.apply::<UpstreamRequest>(|name| resolve(name, &groups));
+            headers.apply(&HeaderSink::UPSTREAM_REQUEST, |name| resolve(name, &groups));
         }
         if let Some(method) = &rules.method {
             if let Err(e) = request::set_method(method.clone()) {
@@ -414,21 +365,12 @@ impl Plugin for ProxyRewrite {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_builtin_support::testing::{answer, configure, header_values, json_body, refused};
     use sluice_plugin_sdk::testing::TestHost;
     use sluice_plugin_sdk::Phase;
 
     fn rewrite(host: &TestHost, config: &str) -> Decision {
-        let cfg = host
-            .configure::<ProxyRewrite>(config)
-            .expect("config is valid");
-        host.rewrite::<ProxyRewrite>(&cfg)
-    }
-
-    fn refused(config: &str) -> String {
-        TestHost::new()
-            .configure::<ProxyRewrite>(config)
-            .err()
-            .expect("config must be refused")
+        host.rewrite(&configure::<ProxyRewrite>(host, config))
     }
 
     #[test]
@@ -530,14 +472,10 @@ mod tests {
     fn a_rewrite_to_an_unusable_path_answers_500_with_the_reason() {
         let host = TestHost::new();
         host.set_path("/api/x");
-        let Decision::Respond(resp) = rewrite(&host, r#"{"regex_uri": ["^/api/(.*)", "$1"]}"#)
-        else {
-            panic!("must answer");
-        };
+        let resp = answer(rewrite(&host, r#"{"regex_uri": ["^/api/(.*)", "$1"]}"#));
         assert_eq!(resp.status, 500);
-        let body: Value = serde_json::from_slice(&resp.body).unwrap();
         assert_eq!(
-            body["error_msg"],
+            json_body(&resp)["error_msg"],
             "failed to rewrite the uri to \"x\": invalid value"
         );
         assert_eq!(host.request().path, "/api/x");
@@ -575,13 +513,7 @@ mod tests {
                 }}"#,
         );
         let headers = host.request().headers;
-        let values = |name: &str| -> Vec<&str> {
-            headers
-                .iter()
-                .filter(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str())
-                .collect()
-        };
+        let values = |name| header_values(&headers, name);
         assert_eq!(values("x-keep"), ["old", "new"]);
         assert_eq!(values("x-multi"), ["a", "1"]);
         assert!(values("x-drop").is_empty());
@@ -671,7 +603,7 @@ mod tests {
             (r#"{"scheme": "https"}"#, "unknown field `scheme`"),
             (r#"{"uri": 5}"#, "invalid type"),
         ] {
-            let err = refused(config);
+            let err = refused::<ProxyRewrite>(config);
             assert!(err.contains(message), "{config}: {err}");
         }
     }

@@ -8,6 +8,8 @@
 //! (`range_id.length` characters of `range_id.char_set`) and `ksuid` (27 base62 characters, time-ordered).
 
 use serde::Deserialize;
+use sluice_builtin_support::header_ops::valid_header_name;
+use sluice_builtin_support::schema::{field, invalid, length_within, within};
 use sluice_plugin_sdk::{
     clock, context, export_plugin, log, random, request, response, Decision, Plugin,
 };
@@ -69,24 +71,28 @@ impl Default for RangeId {
     }
 }
 
+impl RangeId {
+    /// Checks `length` and `char_set`; the caller names `range_id`.
+    fn validate(&self) -> Result<(), String> {
+        field("length", within(self.length, Some(6), None))?;
+        // Generated ids go into a header: the symbols must be visible ASCII, and at most 256 distinct.
+        field("char_set", length_within(&self.char_set, 6, Some(256)))?;
+        if !self.char_set.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid(
+                "char_set",
+                "only visible ASCII characters may be used",
+            ));
+        }
+        field("length", within(self.length, None, Some(1024)))
+    }
+}
+
 fn default_range_length() -> i64 {
     16
 }
 
 fn default_char_set() -> String {
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789".to_string()
-}
-
-fn invalid(property: &str, message: impl std::fmt::Display) -> String {
-    format!("property \"{property}\" validation failed: {message}")
-}
-
-/// Header names the gateway accepts (an HTTP token).
-fn valid_header_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// `len` symbols drawn uniformly from `alphabet` (1 to 256 symbols, which `validate` ensures). Bytes at or above the largest
@@ -162,46 +168,7 @@ impl Plugin for RequestId {
                 format!("{:?} is not a valid header name", config.header_name),
             ));
         }
-        let range = &config.range_id;
-        if range.length < 6 {
-            return Err(invalid(
-                "range_id",
-                format!(
-                    "property \"length\" validation failed: expected {} to be at least 6",
-                    range.length
-                ),
-            ));
-        }
-        // Generated ids go into a header: the symbols must be visible ASCII, and at most 256 distinct.
-        let chars = range.char_set.chars().count();
-        if chars < 6 {
-            return Err(invalid(
-                "range_id",
-                format!("property \"char_set\" validation failed: string too short, expected at least 6, got {chars}"),
-            ));
-        }
-        if chars > 256 {
-            return Err(invalid(
-                "range_id",
-                format!("property \"char_set\" validation failed: string too long, expected at most 256, got {chars}"),
-            ));
-        }
-        if !range.char_set.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(invalid(
-                "range_id",
-                "property \"char_set\" validation failed: only visible ASCII characters may be used",
-            ));
-        }
-        if range.length > 1024 {
-            return Err(invalid(
-                "range_id",
-                format!(
-                    "property \"length\" validation failed: expected {} to be at most 1024",
-                    range.length
-                ),
-            ));
-        }
-        Ok(())
+        field("range_id", config.range_id.validate())
     }
 
     fn rewrite(config: &Config) -> Decision {
@@ -240,18 +207,17 @@ impl Plugin for RequestId {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_builtin_support::testing::{configure, refused};
     use sluice_plugin_sdk::testing::TestHost;
     use sluice_plugin_sdk::Phase;
     use std::collections::HashSet;
 
     /// Runs a request through both phases; returns the id the upstream saw and the one the client got.
     fn exchange(host: &TestHost, config: &str, header: &str) -> (Option<String>, Option<String>) {
-        let cfg = host
-            .configure::<RequestId>(config)
-            .expect("config is valid");
-        assert_eq!(host.rewrite::<RequestId>(&cfg), Decision::Continue);
+        let cfg = configure::<RequestId>(host, config);
+        assert_eq!(host.rewrite(&cfg), Decision::Continue);
         let upstream = host.request_header(header);
-        assert_eq!(host.header_filter::<RequestId>(&cfg), Decision::Continue);
+        assert_eq!(host.header_filter(&cfg), Decision::Continue);
         (upstream, host.response_header(header))
     }
 
@@ -263,13 +229,6 @@ mod tests {
                 exchange(&host, config, "x-request-id").0.expect("an id")
             })
             .collect()
-    }
-
-    fn refused(config: &str) -> String {
-        TestHost::new()
-            .configure::<RequestId>(config)
-            .err()
-            .expect("config must be refused")
     }
 
     #[test]
@@ -400,7 +359,7 @@ mod tests {
             (r#"{"include_in_response": "yes"}"#, "invalid type"),
             (r#"{"header": "x"}"#, "unknown field `header`"),
         ] {
-            let err = refused(config);
+            let err = refused::<RequestId>(config);
             assert!(err.contains(message), "{config}: {err}");
         }
     }

@@ -11,21 +11,18 @@
 //! Differences: `headers.add` accepts values that contain `:` (APISIX's pattern refuses them, so every
 //! config it accepts works here); `filters` (regex edits of the upstream body) is refused as unsupported.
 
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
-use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::Value;
+use sluice_builtin_support::compiled::{Compile, Compiled};
+use sluice_builtin_support::header_ops::{
+    header_entry, non_empty_array, Entries, HeaderOps, HeaderSink,
+};
+use sluice_builtin_support::ngx::BASE64;
+use sluice_builtin_support::schema::{field, invalid, within};
 use sluice_plugin_sdk::vars::{self, Expr, RequestVars};
 use sluice_plugin_sdk::{context, export_plugin, log, response, Decision, FieldError, Plugin};
-
-// One implementation of `$var` templates and header rules, shared with proxy-rewrite (see that file for why
-// it is a shared source file rather than a crate).
-#[path = "../../proxy-rewrite/src/header_ops.rs"]
-mod header_ops;
-
-use header_ops::{Entries, HeaderOps, HeaderSink};
 
 /// Per-request state of the body replacement, kept in the request context between `header_filter` and
 /// the `body_filter` calls: absent (vars did not match: pass the body through), pending, or sent.
@@ -42,16 +39,10 @@ const BODY_HEADERS: [&str; 4] = [
     "last-modified",
 ];
 
-/// `ngx.decode_base64`: the standard alphabet, padding optional.
-const BASE64: GeneralPurpose = GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
-
 /// The config as written; [`Rules::compile`] checks it and compiles `vars`, templates and the body once.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Raw {
+pub struct Raw {
     status_code: Option<i64>,
     body: Option<String>,
     #[serde(default)]
@@ -61,51 +52,35 @@ struct Raw {
     filters: Option<IgnoredAny>,
 }
 
-/// A parsed config. Holding the compile error instead of failing deserialization lets `validate` return
-/// the APISIX-style message as is (serde would append a JSON position), while phases use compiled rules.
-#[derive(Deserialize)]
-#[serde(from = "Raw")]
-pub struct Config(Result<Rules, String>);
+/// A parsed config: the rules compiled once, or the APISIX-style message `validate` returns.
+pub type Config = Compiled<Rules>;
 
-impl From<Raw> for Config {
-    fn from(raw: Raw) -> Self {
-        Config(Rules::compile(raw))
-    }
-}
-
-struct Rules {
+/// What the phases use, compiled from [`Raw`].
+pub struct Rules {
     status: Option<u16>,
     body: Option<Vec<u8>>,
     headers: Option<HeaderOps>,
     vars: Option<Expr>,
 }
 
-fn invalid(property: &str, message: impl std::fmt::Display) -> String {
-    format!("property \"{property}\" validation failed: {message}")
-}
-
 /// `headers.add` here is APISIX's array of `"Name: value"` lines.
 fn parse_add_lines(v: &Value) -> Result<Entries, String> {
-    let Value::Array(lines) = v else {
-        return Err("wrong type: expected array".to_string());
-    };
-    if lines.is_empty() {
-        return Err("expect array to have at least 1 items".to_string());
-    }
-    lines
+    non_empty_array(v)?
         .iter()
         .map(|line| {
             let text = line.as_str().ok_or("wrong type: expected string")?;
             let (name, value) = text
                 .split_once(':')
                 .ok_or_else(|| format!("{text:?} is not of the form \"Name: value\""))?;
-            let (name, template) = header_ops::header_entry(name.trim(), value.trim_start())?;
+            let (name, template) = header_entry(name.trim(), value.trim_start())?;
             Ok((name, vec![template]))
         })
         .collect()
 }
 
-impl Rules {
+impl Compile for Rules {
+    type Raw = Raw;
+
     fn compile(raw: Raw) -> Result<Self, String> {
         if raw.filters.is_some() {
             return Err(invalid(
@@ -113,22 +88,10 @@ impl Rules {
                 "not supported: rewrite the whole body with \"body\" instead",
             ));
         }
-        let status = match raw.status_code {
-            None => None,
-            Some(c) if c < 200 => {
-                return Err(invalid(
-                    "status_code",
-                    format!("expected {c} to be at least 200"),
-                ))
-            }
-            Some(c) if c > 598 => {
-                return Err(invalid(
-                    "status_code",
-                    format!("expected {c} to be at most 598"),
-                ))
-            }
-            Some(c) => u16::try_from(c).ok(),
-        };
+        if let Some(code) = raw.status_code {
+            field("status_code", within(code, Some(200), Some(598)))?;
+        }
+        let status = raw.status_code.and_then(|c| u16::try_from(c).ok());
         let body = match (raw.body, raw.body_base64) {
             (Some(text), false) => Some(text.into_bytes()),
             (Some(text), true) if !text.is_empty() => Some(
@@ -160,21 +123,6 @@ impl Rules {
     }
 }
 
-/// Header writes go to the response the client receives.
-struct ClientResponse;
-
-impl HeaderSink for ClientResponse {
-    fn append(name: &str, value: &str) -> Result<(), FieldError> {
-        response::append_header(name, value)
-    }
-    fn set(name: &str, value: &str) -> Result<(), FieldError> {
-        response::set_header(name, value)
-    }
-    fn remove(name: &str) -> Result<bool, FieldError> {
-        response::remove_header(name)
-    }
-}
-
 fn report<T>(what: &str, result: Result<T, FieldError>) {
     if let Err(e) = result {
         log::warn(&format!("{what} not rewritten: {e}"));
@@ -191,12 +139,12 @@ impl Plugin for ResponseRewrite {
     const PRIORITY: i32 = 899;
 
     fn validate(config: &Config) -> Result<(), String> {
-        config.0.as_ref().map(|_| ()).map_err(Clone::clone)
+        config.validate()
     }
 
     fn header_filter(config: &Config) -> Decision {
         // Unreachable with an invalid config: `configure` refuses what `validate` refuses.
-        let Ok(rules) = &config.0 else {
+        let Some(rules) = config.rules() else {
             return Decision::Continue;
         };
         if rules.vars.as_ref().is_some_and(|e| !e.eval(&RequestVars)) {
@@ -212,15 +160,15 @@ impl Plugin for ResponseRewrite {
             context::set(BODY_KEY, BODY_PENDING);
         }
         if let Some(headers) = &rules.headers {
-            headers.apply::<ClientResponse>(vars::resolve);
+            headers.apply(&HeaderSink::CLIENT_RESPONSE, vars::resolve);
         }
         Decision::Continue
     }
 
     fn body_filter(config: &Config) {
-        let Ok(Rules {
+        let Some(Rules {
             body: Some(body), ..
-        }) = &config.0
+        }) = config.rules()
         else {
             return;
         };
@@ -239,6 +187,7 @@ impl Plugin for ResponseRewrite {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_builtin_support::testing::{configure, header_values, refused};
     use sluice_plugin_sdk::testing::{TestConfig, TestHost};
     use sluice_plugin_sdk::Phase;
 
@@ -250,9 +199,7 @@ mod tests {
     ) -> (TestHost, TestConfig<ResponseRewrite>) {
         let host = TestHost::new();
         host.set_response(status, headers);
-        let cfg = host
-            .configure::<ResponseRewrite>(config)
-            .expect("config is valid");
+        let cfg = configure(&host, config);
         (host, cfg)
     }
 
@@ -296,13 +243,6 @@ mod tests {
             .filter_map(|l| l.split_once(": "))
             .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect()
-    }
-
-    fn refused(config: &str) -> String {
-        TestHost::new()
-            .configure::<ResponseRewrite>(config)
-            .err()
-            .expect("config must be refused")
     }
 
     #[test]
@@ -389,13 +329,7 @@ mod tests {
         );
         respond(&host, &cfg, &[""]);
         let headers = response_headers(&host);
-        let values = |name: &str| -> Vec<&str> {
-            headers
-                .iter()
-                .filter(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str())
-                .collect()
-        };
+        let values = |name| header_values(&headers, name);
         assert_eq!(values("set-cookie"), ["s=0", "a=1; Path=/"]);
         assert_eq!(values("x-client"), ["127.0.0.1"]);
         assert!(values("server").is_empty());
@@ -462,7 +396,7 @@ mod tests {
             (r#"{"status_code": "200"}"#, "invalid type"),
             (r#"{"status": 200}"#, "unknown field `status`"),
         ] {
-            let err = refused(config);
+            let err = refused::<ResponseRewrite>(config);
             assert!(err.contains(message), "{config}: {err}");
         }
     }

@@ -1,10 +1,10 @@
 //! What `limit-count`, `limit-req` and `limit-conn` share, so the three behave identically where APISIX's do:
 //! the `key_type`/`key` resolution, the fields that say how to reject (`rejected_code`, `rejected_msg`,
-//! `policy`, `allow_degradation`) and the rejection response. Included by the other two through `#[path]`
-//! (see `schema.rs` for why not a crate).
-#![allow(dead_code)] // Each plugin includes this file and uses a different subset.
+//! `policy`, `allow_degradation`), the rejection response and the answer when the counter store fails.
 
+use crate::reply::{json_object, json_response};
 use crate::schema::{field, not_empty, one_of, within};
+use crate::template::Template;
 use serde::Deserialize;
 use sluice_plugin_sdk::{log, request, Decision, Response};
 use std::fmt::Display;
@@ -78,9 +78,7 @@ impl Common {
 
 /// `{"error_msg": "..."}`, APISIX's error body.
 fn json_error(status: u16, msg: &str) -> Response {
-    Response::new(status)
-        .header("content-type", "application/json")
-        .body(serde_json::json!({ "error_msg": msg }).to_string())
+    json_response(status, json_object("error_msg", msg))
 }
 
 /// How `key` is read (APISIX `key_type`). Any string parses, so that `validate` can word the error the
@@ -91,7 +89,7 @@ pub enum KeyType {
     /// `key` names one variable (`remote_addr`, `http_x_user`, ...).
     #[default]
     Var,
-    /// `key` is a template of `$var`/`${var}` references (`$remote_addr $consumer_name`).
+    /// `key` is a [`Template`] of `$var`/`${var}` references (`$remote_addr $consumer_name`).
     VarCombination,
     /// `key` itself is the key: one counter for every client.
     Constant,
@@ -132,7 +130,12 @@ impl KeyType {
             // Unknown is refused at admin time; reading it as a variable name is the harmless reading.
             KeyType::Var | KeyType::Unknown(_) => request::var(key),
             KeyType::VarCombination => {
-                let (value, resolved) = interpolate(key);
+                let mut resolved = 0;
+                let value = Template::parse(key).render(|name| {
+                    let value = request::var(name);
+                    resolved += usize::from(value.is_some());
+                    value
+                });
                 (resolved > 0).then_some(value)
             }
         };
@@ -140,46 +143,6 @@ impl KeyType {
             .or_else(|| request::var("remote_addr"))
             .unwrap_or_default()
     }
-}
-
-/// Replaces `$name` and `${name}` (name: ASCII letters, digits, `_`) with the variable's value, an absent
-/// variable with nothing; a `$` preceded by `\` is left alone. Returns the text and how many variables
-/// resolved (APISIX `core.utils.resolve_var`).
-pub fn interpolate(template: &str) -> (String, usize) {
-    let bytes = template.as_bytes();
-    let is_name = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-    let mut out = String::with_capacity(template.len());
-    let mut resolved = 0;
-    let mut copied = 0; // bytes of `template` already in `out`
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] != b'$' || (i > 0 && bytes[i - 1] == b'\\') {
-            i += 1;
-            continue;
-        }
-        let braced = bytes.get(i + 1) == Some(&b'{');
-        let start = if braced { i + 2 } else { i + 1 };
-        let end = start
-            + bytes[start.min(bytes.len())..]
-                .iter()
-                .take_while(|b| is_name(**b))
-                .count();
-        let closed = !braced || bytes.get(end) == Some(&b'}');
-        if end == start || !closed {
-            i += 1;
-            continue;
-        }
-        // `$` and the name are ASCII, so these are char boundaries.
-        out.push_str(&template[copied..i]);
-        if let Some(value) = request::var(&template[start..end]) {
-            out.push_str(&value);
-            resolved += 1;
-        }
-        i = if braced { end + 1 } else { end };
-        copied = i;
-    }
-    out.push_str(&template[copied..]);
-    (out, resolved)
 }
 
 /// Scopes a key to the matched route, so two routes with the same plugin config keep separate counters
@@ -191,4 +154,56 @@ pub fn route_scoped(key: &str) -> String {
 /// Whole seconds, rounded up: a client told "0" would retry while the window is still closed.
 pub fn ceil_secs(d: std::time::Duration) -> u64 {
     d.as_millis().div_ceil(1000).try_into().unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_plugin_sdk::testing::TestHost;
+    use sluice_plugin_sdk::Plugin;
+
+    /// A limiting plugin whose counter store fails: it calls the failure path the way each plugin's
+    /// `access` does (the test host's stores never fail).
+    struct Failing;
+
+    impl Plugin for Failing {
+        type Config = Common;
+        fn access(common: &Common) -> Decision {
+            common.store_failed("count", "store unavailable: redis down")
+        }
+    }
+
+    #[test]
+    fn a_store_failure_answers_500_unless_degradation_is_allowed() {
+        let host = TestHost::new();
+        let strict = host.configure::<Failing>("{}").expect("config");
+        let Decision::Respond(r) = host.access(&strict) else {
+            panic!("must answer")
+        };
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (500, &br#"{"error_msg":"failed to limit count"}"#[..])
+        );
+        let lenient = host
+            .configure::<Failing>(r#"{"allow_degradation": true}"#)
+            .expect("config");
+        assert_eq!(host.access(&lenient), Decision::Continue);
+        assert!(host
+            .logs()
+            .iter()
+            .any(|(_, m)| m == "failed to limit count: store unavailable: redis down"));
+    }
+
+    #[test]
+    fn a_rejection_carries_rejected_msg_as_json_or_nothing() {
+        let common = |json: &str| serde_json::from_str::<Common>(json).expect("config");
+        let r = common(r#"{"rejected_code": 429, "rejected_msg": "slow \"down\""}"#).rejection();
+        assert_eq!(r.status, 429);
+        assert_eq!(r.body, br#"{"error_msg":"slow \"down\""}"#);
+        assert!(r
+            .headers
+            .contains(&("content-type".into(), "application/json".into())));
+        let r = common("{}").rejection();
+        assert_eq!((r.status, r.body.len(), r.headers.len()), (503, 0, 0));
+    }
 }

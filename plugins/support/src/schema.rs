@@ -2,16 +2,19 @@
 //! be greater than 0`), so an operator moving from APISIX sees the messages their tooling already matches.
 //!
 //! The checks return only the reason; [`field`] and [`each_item`] add where it failed, the way the schema
-//! validator nests them. Shared by the built-in plugins `limit-count`, `limit-req`, `limit-conn` and
-//! `proxy-cache` through `#[path]`: each plugin is its own component, and a library crate in the plugin
-//! workspace would be built (and fail) as a component of its own.
-#![allow(dead_code)] // Each plugin includes this file and uses a different subset.
+//! validator nests them (`field("range_id", field("length", ...))` for a nested object). A plugin with a
+//! rule of its own words it with [`invalid`], so every message has the same frame.
 
 use std::fmt::Display;
 
 /// `property "<name>" validation failed: <why>`.
+pub fn invalid(name: &str, why: impl Display) -> String {
+    format!("property \"{name}\" validation failed: {why}")
+}
+
+/// Frames a check's reason with [`invalid`].
 pub fn field(name: &str, check: Result<(), String>) -> Result<(), String> {
-    check.map_err(|why| format!("property \"{name}\" validation failed: {why}"))
+    check.map_err(|why| invalid(name, why))
 }
 
 /// Applies `check` to every item: `property "<name>" validation failed: failed to validate item <n>: <why>`.
@@ -30,8 +33,20 @@ pub fn each_item<T>(
 }
 
 /// A field the schema lists as required.
-pub fn required<T: Copy>(name: &str, value: Option<T>) -> Result<T, String> {
+pub fn required<T>(name: &str, value: Option<T>) -> Result<T, String> {
     value.ok_or_else(|| format!("property \"{name}\" is required"))
+}
+
+/// A required string with `minLength: 1`.
+pub fn required_string(name: &str, value: Option<String>) -> Result<String, String> {
+    let value = required(name, value)?;
+    non_empty_string(name, &value)?;
+    Ok(value)
+}
+
+/// A string property with `minLength: 1` (e.g. the name of a header to read: an empty one never matches).
+pub fn non_empty_string(name: &str, value: &str) -> Result<(), String> {
+    field(name, not_empty(Some(value)))
 }
 
 /// `exclusiveMinimum`.
@@ -58,20 +73,36 @@ pub fn within<T: PartialOrd + Display>(
     Ok(())
 }
 
+/// `minLength` and `maxLength` (no maximum when absent), in characters as the validator counts them.
+pub fn length_within(value: &str, min: usize, max: Option<usize>) -> Result<(), String> {
+    let len = value.chars().count();
+    if len < min {
+        return Err(format!(
+            "string too short, expected at least {min}, got {len}"
+        ));
+    }
+    if let Some(max) = max.filter(|max| len > *max) {
+        return Err(format!(
+            "string too long, expected at most {max}, got {len}"
+        ));
+    }
+    Ok(())
+}
+
+/// `minLength: 1` on an optional string (absent passes; [`required`] is its own rule).
+pub fn not_empty(value: Option<&str>) -> Result<(), String> {
+    match value {
+        Some("") => Err("string too short, expected at least 1, got 0".to_string()),
+        _ => Ok(()),
+    }
+}
+
 /// `enum` of strings.
 pub fn one_of(value: &str, allowed: &[&str]) -> Result<(), String> {
     if allowed.contains(&value) {
         Ok(())
     } else {
         Err("matches none of the enum values".to_string())
-    }
-}
-
-/// `minLength: 1` on an optional string.
-pub fn not_empty(value: Option<&str>) -> Result<(), String> {
-    match value {
-        Some("") => Err("string too short, expected at least 1, got 0".to_string()),
-        _ => Ok(()),
     }
 }
 
@@ -97,6 +128,16 @@ pub fn unique_non_empty<T: PartialEq>(items: &[T]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// What is wrong with a pattern the `regex` crate refused: the one line of its error that says so (the
+/// rest is a caret diagram, which does not fit a one-line admin message).
+pub fn regex_error(e: &impl Display) -> String {
+    let text = e.to_string();
+    text.lines()
+        .find_map(|l| l.strip_prefix("error: "))
+        .unwrap_or(&text)
+        .to_string()
 }
 
 #[cfg(test)]
@@ -136,6 +177,15 @@ mod tests {
         );
         assert!(not_empty(None).is_ok());
         assert_eq!(
+            length_within("abc", 6, Some(256)).unwrap_err(),
+            "string too short, expected at least 6, got 3"
+        );
+        assert_eq!(
+            length_within("ééé", 1, Some(2)).unwrap_err(),
+            "string too long, expected at most 2, got 3"
+        );
+        assert!(length_within("éé", 1, Some(2)).is_ok());
+        assert_eq!(
             unique_non_empty::<u16>(&[]).unwrap_err(),
             "expect array to have at least 1 items"
         );
@@ -152,5 +202,25 @@ mod tests {
             .unwrap_err(),
             r#"property "cache_http_status" validation failed: failed to validate item 2: expected 99 to be at least 200"#
         );
+    }
+
+    #[test]
+    fn required_strings_use_apisix_wording() {
+        assert_eq!(
+            required_string("key", None).unwrap_err(),
+            "property \"key\" is required"
+        );
+        assert_eq!(
+            required_string("key", Some(String::new())).unwrap_err(),
+            r#"property "key" validation failed: string too short, expected at least 1, got 0"#
+        );
+        assert_eq!(required_string("key", Some("k".into())).unwrap(), "k");
+    }
+
+    #[test]
+    fn regex_errors_keep_the_line_that_says_what_is_wrong() {
+        let diagram = "regex parse error:\n    (\n    ^\nerror: unclosed group";
+        assert_eq!(regex_error(&diagram), "unclosed group");
+        assert_eq!(regex_error(&"plain"), "plain");
     }
 }
