@@ -23,6 +23,7 @@ LOW_CONNECTIONS=1      # connections for the low-load (added latency) runs
 ONLY=""                # comma-separated scenario names to run (default: all available)
 SKIP_INSTALL=0
 SLUICE_BIN=""          # use this binary instead of building (e.g. to compare two builds)
+UPSTREAM_BIN=""        # likewise for bench-upstream; with both given, no Rust toolchain is needed
 SMOKE=0
 OUT_NAME=latest        # report: bench/results/OUT_NAME.md and .svg
 
@@ -48,6 +49,8 @@ usage() {
 #   --out NAME           write bench/results/NAME.md and NAME.svg (default latest)
 #   --list               print the scenario list and exit
 #   --sluice-bin PATH    use a prebuilt sluice instead of building one
+#   --upstream-bin PATH  use a prebuilt bench-upstream (with --sluice-bin: a machine without
+#                        cargo can run the bench, e.g. a lent 16-core box with binaries carried over)
 #   --skip-install       do not apt-get missing tools
 #   --smoke              a few seconds in all: 1 round, 1s runs, 200 routes, 10 swaps
 # ---- end
@@ -93,6 +96,7 @@ while [[ $# -gt 0 ]]; do
         --low-connections) LOW_CONNECTIONS=$2; shift 2 ;;
         --only) ONLY=$2; shift 2 ;;
         --sluice-bin) SLUICE_BIN=$2; shift 2 ;;
+        --upstream-bin) UPSTREAM_BIN=$2; shift 2 ;;
         --skip-install) SKIP_INSTALL=1; shift ;;
         --smoke) SMOKE=1; shift ;;
         --list) for s in "${SCENARIOS[@]}"; do IFS='|' read -r n p st d <<<"$s"; printf '%-22s %-4s %-5s %s\n' "$n" "$p" "${st%%:*}" "$d"; done; exit 0 ;;
@@ -155,17 +159,23 @@ install_tools
 export PATH="$PATH:/usr/sbin:/sbin"
 
 # ---------------------------------------------------------------- build
-TARGET_DIR=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+if [[ -z $SLUICE_BIN || -z $UPSTREAM_BIN ]]; then
+    TARGET_DIR=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+fi
 if [[ -z $SLUICE_BIN ]]; then
     log "building sluice and bench-upstream (release)"
     (cd "$ROOT" && cargo build --release -q -p sluice -p bench-upstream)
     SLUICE_BIN=$TARGET_DIR/release/sluice
-else
+    UPSTREAM_BIN=${UPSTREAM_BIN:-$TARGET_DIR/release/bench-upstream}
+elif [[ -z $UPSTREAM_BIN ]]; then
     log "building bench-upstream (release); sluice: $SLUICE_BIN"
     (cd "$ROOT" && cargo build --release -q -p bench-upstream)
+    UPSTREAM_BIN=$TARGET_DIR/release/bench-upstream
+else
+    log "prebuilt binaries: sluice $SLUICE_BIN, bench-upstream $UPSTREAM_BIN"
 fi
-UPSTREAM_BIN=$TARGET_DIR/release/bench-upstream
+[[ -x $UPSTREAM_BIN ]] || die "no bench-upstream binary at $UPSTREAM_BIN"
 [[ -x $SLUICE_BIN ]] || die "no sluice binary at $SLUICE_BIN"
 PLUGIN_DIR=$ROOT/target/plugins # where scripts/build-plugins.sh puts the components
 

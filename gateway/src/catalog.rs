@@ -118,12 +118,27 @@ impl Catalog {
         Ok(p)
     }
 
+    /// Built into the binary: an embedded Wasm plugin, or the native `traffic-split`. Uploads may not
+    /// take these names (an upload named `traffic-split` would never run).
     pub fn is_builtin(&self, name: &str) -> bool {
-        crate::builtins::component(name).is_some()
+        crate::builtins::component(name).is_some() || name == crate::traffic_split::NAME
     }
 
     pub fn registry(&self) -> &PluginRegistry {
         &self.registry
+    }
+
+    /// Every plugin loaded now, one per name: uploaded ones, then built-ins compiled so far that no upload
+    /// shadows. The metrics endpoint reads their counters at scrape time.
+    pub fn loaded(&self) -> Vec<Arc<LoadedPlugin>> {
+        let mut out = self.registry.list();
+        let builtins = self.builtins.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, p) in builtins.iter() {
+            if !out.iter().any(|u| u.name() == name) {
+                out.push(Arc::clone(p));
+            }
+        }
+        out
     }
 
     /// Every plugin name usable in a `plugins` map (built-in and uploaded), sorted.
@@ -134,6 +149,7 @@ impl Catalog {
             .iter()
             .map(|p| p.name().to_string())
             .chain(crate::builtins::names().map(str::to_string))
+            .chain([crate::traffic_split::NAME.to_string()])
             .collect();
         names.sort();
         names.dedup();

@@ -2,12 +2,13 @@
 //!
 //! A request flows one way through these modules:
 //! [`server`] (listeners) → [`proxy`] (the request path) → [`router`] (which route) → plugin phases
-//! `rewrite`/`access` ([`chain`] of [`plugin`] instances) → [`upstream`] + [`balancer`] (which node, pooled
-//! connection) → `header_filter` → client → access log and `log` phase.
+//! `rewrite`/`access` ([`chain`] of [`plugin`] instances) → [`upstream`] + [`balancer`] (which healthy node,
+//! pooled connection) → `header_filter` → client → access log, [`metrics`] and `log` phase.
 //! Configuration enters through [`admin`], is typed by [`config`], persisted by [`store`] and compiled
 //! into the immutable [`snapshot`] the request path reads; [`catalog`] turns each `plugins` map entry into a
 //! configured plugin once per config version. [`tls`] terminates HTTPS (certificates from `ssls`)
-//! and originates TLS to `https` upstreams.
+//! and originates TLS to `https` upstreams. [`traffic_split`] is the one APISIX plugin served natively,
+//! because it chooses the upstream.
 
 pub mod admin;
 pub mod balancer;
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod consumers;
 pub mod logging;
+pub mod metrics;
 pub mod plugin;
 pub mod proxy;
 pub mod request_vars;
@@ -27,4 +29,5 @@ pub mod settings;
 pub mod snapshot;
 pub mod store;
 pub mod tls;
+pub mod traffic_split;
 pub mod upstream;

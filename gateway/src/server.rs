@@ -7,6 +7,7 @@
 use crate::admin::{self, AdminKey, AdminState};
 use crate::catalog::Catalog;
 use crate::consumers::LiveConsumers;
+use crate::metrics::{self, HttpMetrics, Metrics, PluginDefinedMetrics};
 use crate::plugin::services::LocalCache;
 use crate::plugin::{ArtifactCache, HostConfig, HostServices, PluginEngine, PluginRegistry};
 use crate::proxy::{self, Conn, ProxyState};
@@ -67,12 +68,14 @@ async fn load_plugins(
     store: &dyn ConfigStore,
     artifacts: Arc<dyn ArtifactCache>,
     consumers: Arc<LiveConsumers>,
+    plugin_metrics: Arc<PluginDefinedMetrics>,
 ) -> anyhow::Result<Catalog> {
     // One cached response may use a sixteenth of the cache (and never more than the host tees).
     let max_entry = (settings.cache_bytes / 16).max(64 << 10);
     let services = HostServices {
         consumers,
         cache: Arc::new(LocalCache::new(settings.cache_bytes, max_entry)),
+        metrics: plugin_metrics,
         ..HostServices::local()
     };
     let engine = PluginEngine::new(HostConfig::default(), services)
@@ -122,6 +125,23 @@ async fn accepted_or_back_off(
     }
 }
 
+/// Serves an axum app (admin API, metrics) on its own task until `stop` turns true.
+fn serve_until_stopped(
+    name: &'static str,
+    listener: TcpListener,
+    app: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!(listener = name, error = %e, "listener failed");
+        }
+    })
+}
+
 /// SIGTERM and SIGINT, registered before any listener is bound: a signal that arrives after the
 /// "listening" line but before the accept loop first polls must still mean "drain and exit", not the
 /// default action of dying on the spot.
@@ -167,8 +187,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut signals = ShutdownSignals::install()?;
     let (store, artifacts) = open_store(&settings)?;
     let consumers = Arc::new(LiveConsumers::default());
-    let catalog =
-        Arc::new(load_plugins(&settings, store.as_ref(), artifacts, Arc::clone(&consumers)).await?);
+    let plugin_metrics = Arc::new(PluginDefinedMetrics::default());
+    let catalog = Arc::new(
+        load_plugins(
+            &settings,
+            store.as_ref(),
+            artifacts,
+            Arc::clone(&consumers),
+            Arc::clone(&plugin_metrics),
+        )
+        .await?,
+    );
     let objects = store.load_all().await.context("loading stored config")?;
     let count = objects.len();
     // Off the async workers: the first build compiles the built-in plugins the config uses.
@@ -198,10 +227,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let admin_listener = bind("admin", settings.admin_listen).await?;
     let tls_listener = bind("https", settings.tls_listen).await?;
     let tls_acceptor = Arc::new(TlsAcceptor::new(Arc::clone(&live))?);
-    tracing::info!(
-        addr = %settings.metrics_listen,
-        "metrics listener not started: Prometheus metrics are not part of this build yet"
-    );
+    let metrics_listener = bind("metrics", settings.metrics_listen).await?;
+    let http_metrics = Arc::new(HttpMetrics::new(Arc::clone(&live)));
+    let exporter = Arc::new(Metrics::new(
+        Arc::clone(&http_metrics),
+        Arc::clone(&live),
+        Arc::clone(&catalog),
+        plugin_metrics,
+    ));
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let admin_state = Arc::new(AdminState::new(
@@ -210,20 +243,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         catalog,
         key,
     ));
-    let mut admin_stop = stop_rx.clone();
-    let admin_task = tokio::spawn(async move {
-        let app = admin::router(admin_state);
-        let serve = axum::serve(admin_listener, app).with_graceful_shutdown(async move {
-            let _ = admin_stop.wait_for(|s| *s).await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "admin listener failed");
-        }
-    });
+    let metrics_app = metrics::endpoint::router(exporter, Arc::clone(&store));
+    let metrics_task =
+        serve_until_stopped("metrics", metrics_listener, metrics_app, stop_rx.clone());
+    let admin_app = admin::router(admin_state);
+    let admin_task = serve_until_stopped("admin", admin_listener, admin_app, stop_rx.clone());
 
     let state = Arc::new(ProxyState {
         live: Arc::clone(&live),
         dns: Dns::from_system(),
+        metrics: Arc::clone(&http_metrics),
     });
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -249,7 +278,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 });
                 let connection = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
                 let connection = graceful.watch(connection);
+                let open = http_metrics.connection();
                 tokio::spawn(async move {
+                    let _open = open;
                     if let Err(e) = connection.await {
                         tracing::debug!(error = %e, "client connection ended with error");
                     }
@@ -265,8 +296,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 let acceptor = Arc::clone(&tls_acceptor);
                 let builder = Arc::clone(&tls_builder);
                 let watcher = graceful.watcher();
+                let open = http_metrics.connection();
                 // The handshake runs on the connection's own task so a slow client never stalls accepting.
                 tokio::spawn(async move {
+                    let _open = open;
                     let stream = match acceptor.accept(stream).await {
                         Ok(s) => s,
                         Err(e) => {
@@ -299,6 +332,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), admin_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), metrics_task).await;
     store.flush().await.context("flushing the store")?;
     tracing::info!("stopped");
     Ok(())

@@ -43,7 +43,7 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub admin_key: Option<String>,
-    /// Prometheus metrics listener (`/metrics`) [default: 127.0.0.1:9091]
+    /// Metrics listener: Prometheus `/metrics`, `/status`, `/status/ready` [default: 127.0.0.1:9091]
     #[arg(long, env = "SLUICE_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
     /// Where config lives: `sled` (embedded) or `etcd://host:port[,host:port]/prefix` [default: sled]

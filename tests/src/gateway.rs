@@ -452,6 +452,16 @@ impl Gateway {
         }
     }
 
+    /// PUT route `id` on `uri` to `origin` with this `plugins` map, asserting success.
+    pub async fn route_to(&self, id: &str, uri: &str, origin: &crate::Origin, plugins: Value) {
+        let body = serde_json::json!({
+            "uri": uri,
+            "upstream": crate::upstream(&[origin]),
+            "plugins": plugins,
+        });
+        self.put_ok("routes", id, body).await;
+    }
+
     /// Everything the current and previous processes logged (stdout and stderr), ANSI colours stripped.
     pub fn logs(&self) -> String {
         let mut all = self.past_logs.clone();

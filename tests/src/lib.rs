@@ -25,7 +25,9 @@
 
 mod admin;
 mod client;
+mod distribution;
 mod gateway;
+mod metrics;
 mod origin;
 mod pattern;
 mod plugins;
@@ -34,7 +36,9 @@ mod util;
 
 pub use admin::{Admin, Reply};
 pub use client::{client, h2c_client, send, try_send, Resp};
+pub use distribution::spread;
 pub use gateway::{gateway, parse_listening, sluice_bin, Gateway, GatewayBuilder};
+pub use metrics::Scrape;
 pub use origin::{origin, Origin, OriginBuilder, Record};
 pub use pattern::{pattern_stream, PatternCheck, PATTERN_PERIOD};
 pub use plugins::plugin_wasm;

@@ -13,7 +13,8 @@
 //!
 //! Request bodies are consumed as a stream: only their length and whether they match the pattern are kept.
 //! The server runs on a shared background runtime, so it keeps serving whatever the test's own runtime does,
-//! and it stops (listener and every connection) when the [`Origin`] is dropped.
+//! and it stops (listener and every connection) when the [`Origin`] is dropped; [`OriginBuilder::start_at`]
+//! brings it back on the same address, and [`Origin::set_status`] makes it fail (or recover) while running.
 //!
 //! [`OriginBuilder::tls`] makes it an HTTPS origin (for `scheme: "https"` upstreams); [`Origin::sni`] then tells
 //! which server names clients asked for.
@@ -28,7 +29,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -119,13 +120,32 @@ impl OriginBuilder {
     /// Binds `127.0.0.1:0` and starts serving.
     pub fn start(self) -> Origin {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind origin");
+        self.serve(listener)
+    }
+
+    /// Binds `addr` (a stopped origin's, to bring a node back) and starts serving. Retries the bind for a
+    /// few seconds: the stopped origin's listener closes on its background runtime, not instantly.
+    pub fn start_at(self, addr: SocketAddr) -> Origin {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match std::net::TcpListener::bind(addr) {
+                Ok(l) => return self.serve(l),
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("rebind origin on {addr}: {e}"),
+            }
+        }
+    }
+
+    fn serve(self, listener: std::net::TcpListener) -> Origin {
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("origin addr");
         let state = Arc::new(State {
             name: self.name.clone(),
             body: self.body,
             delay: self.delay,
-            status: self.status,
+            status: AtomicU16::new(self.status),
             headers: self.headers,
             records: Mutex::new(Vec::new()),
             connections: AtomicUsize::new(0),
@@ -188,7 +208,7 @@ struct State {
     name: String,
     body: Option<Bytes>,
     delay: Option<Duration>,
-    status: u16,
+    status: AtomicU16,
     headers: Vec<(String, String)>,
     records: Mutex<Vec<Record>>,
     connections: AtomicUsize,
@@ -268,6 +288,10 @@ impl Origin {
     /// Requests that have started to arrive (headers read), including ones still being handled.
     pub fn arrivals(&self) -> usize {
         self.state.arrivals.load(Ordering::SeqCst)
+    }
+    /// From now on answer with `status` by default (a node that starts failing, or recovers).
+    pub fn set_status(&self, status: u16) {
+        self.state.status.store(status, Ordering::SeqCst);
     }
     /// Requests being handled right now.
     pub fn active(&self) -> usize {
@@ -349,7 +373,7 @@ async fn handle(
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
     }
-    let status = header_num(h, "x-status").map_or(st.status, |s| s as u16);
+    let status = header_num(h, "x-status").map_or(st.status.load(Ordering::SeqCst), |s| s as u16);
 
     let mut resp = Response::builder()
         .status(status)

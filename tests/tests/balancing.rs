@@ -1,29 +1,8 @@
 //! Load balancers: roundrobin (weighted, smooth), chash (vars/header/cookie; stability when a node is added),
 //! least_conn (prefers the idle node), ewma (prefers the fast node).
 
-use futures_util::{stream, StreamExt};
 use std::collections::HashMap;
 use support::*;
-
-/// Sends `n` GETs (8 in flight) to `path`, the i-th customised by `each(i, builder)`; returns origin → count.
-async fn spread<F>(gw: &Gateway, path: &str, n: usize, each: F) -> HashMap<String, usize>
-where
-    F: Fn(usize, reqwest::RequestBuilder) -> reqwest::RequestBuilder,
-{
-    let results: Vec<Resp> = stream::iter(0..n)
-        .map(|i| send(each(i, gw.request(reqwest::Method::GET, path))))
-        .buffer_unordered(8)
-        .collect()
-        .await;
-    let mut counts = HashMap::new();
-    for r in results {
-        assert_eq!(r.status, 200, "every request succeeds: {}", r.text());
-        *counts
-            .entry(r.origin().unwrap_or("?").to_string())
-            .or_insert(0) += 1;
-    }
-    counts
-}
 
 #[track_caller]
 fn assert_shares(counts: &HashMap<String, usize>, want: &[(&str, f64)]) {

@@ -623,7 +623,10 @@ async fn a_built_in_plugin_is_compiled_on_first_use_and_loaded_from_the_cache_af
         json!({"limit-count": {"count": 1, "time_window": 60}}),
     )
     .await;
-    assert!(gw.logs().contains("from_cache=false"), "{}", gw.logs());
+    let compiled = gw
+        .wait_for_log("from_cache=false", Duration::from_secs(10))
+        .await;
+    assert!(compiled.contains("limit-count"), "{compiled}");
     gw.restart().await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {

@@ -3,11 +3,13 @@
 //! Every write follows one path ([`write::commit`]): parse and shape-check the document, build the
 //! candidate snapshot from the whole config (references, regexes, plugin configs), persist, and only
 //! then swap the live snapshot. A rejected write therefore changes nothing, and what is live is always
-//! what is stored.
+//! what is stored. `GET /apisix/admin/healthcheck[/upstreams/<id>]` ([`health`]) only reads: node health
+//! of upstreams with `checks`.
 
 mod auth;
 mod error;
 mod handlers;
+mod health;
 mod ids;
 mod wasm_plugins;
 mod write;
@@ -55,6 +57,8 @@ impl AdminState {
 pub fn router(state: Arc<AdminState>) -> Router {
     Router::new()
         .route("/apisix/admin/plugins/list", get(handlers::plugin_list))
+        .route("/apisix/admin/healthcheck", get(health::list))
+        .route("/apisix/admin/healthcheck/{kind}/{id}", get(health::one))
         .route("/apisix/admin/wasm_plugins", get(wasm_plugins::list))
         .route(
             "/apisix/admin/wasm_plugins/{name}",

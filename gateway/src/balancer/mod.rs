@@ -31,6 +31,8 @@
 //!   Each group runs its own instance of the algorithm, like APISIX's
 //!   priority balancer.
 //! - `pick` returns `None` once every pickable node is in `tried`.
+//! - **Health**: [`Balancer::pick_avoiding`] skips unhealthy nodes (from `upstream.checks`) for every
+//!   kind, falling back to them only when nothing else is left.
 
 mod chash;
 mod error;
@@ -157,6 +159,23 @@ impl Balancer {
     /// means every pickable node has been tried (stop retrying).
     pub fn pick(&self, hash_key: Option<&[u8]>, tried: &[usize]) -> Option<usize> {
         self.pick_at(hash_key, tried, Instant::now())
+    }
+
+    /// [`Self::pick`], but nodes in `avoid` (unhealthy ones) are used only when no other untried node
+    /// is left, so health checks work the same for every kind, and a request still goes somewhere when
+    /// every node is unhealthy (as APISIX).
+    pub fn pick_avoiding(
+        &self,
+        hash_key: Option<&[u8]>,
+        tried: &[usize],
+        avoid: &[usize],
+    ) -> Option<usize> {
+        if avoid.is_empty() {
+            return self.pick(hash_key, tried);
+        }
+        let skip: Vec<usize> = tried.iter().chain(avoid).copied().collect();
+        self.pick(hash_key, &skip)
+            .or_else(|| self.pick(hash_key, tried))
     }
 
     /// [`Self::pick`] at an explicit time, so ewma decay is testable.

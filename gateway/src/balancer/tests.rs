@@ -412,3 +412,23 @@ fn feedback_for_unknown_indexes_is_ignored() {
     assert_eq!(b.active(0), 0);
     assert_eq!(b.pick(None, &[]), Some(0));
 }
+
+#[test]
+fn every_kind_avoids_unhealthy_nodes_until_nothing_else_is_left() {
+    for kind in ALL_KINDS {
+        let b = balancer(kind, &[1, 1, 1]);
+        for i in 0..60u32 {
+            let key = i.to_be_bytes();
+            let idx = b.pick_avoiding(Some(&key), &[], &[1]).expect("pick");
+            assert_ne!(idx, 1, "{kind} picked an unhealthy node");
+        }
+        // The only healthy node failed in this request: the retry goes to an unhealthy one.
+        let idx = b.pick_avoiding(Some(b"k"), &[0, 2], &[1]);
+        assert_eq!(idx, Some(1), "{kind}");
+        // All unhealthy: traffic still flows, to all of them.
+        let picked: std::collections::HashSet<usize> = (0..60u32)
+            .filter_map(|i| b.pick_avoiding(Some(&i.to_be_bytes()), &[], &[0, 1, 2]))
+            .collect();
+        assert_eq!(picked.len(), 3, "{kind}: {picked:?}");
+    }
+}

@@ -6,6 +6,7 @@
 //! the [`crate::snapshot`] is built from the whole set (references exist, regexes compile, plugins accept
 //! their config). A write is stored only when both halves pass.
 
+mod checks;
 mod common;
 mod consumer;
 mod nodes;
@@ -14,6 +15,10 @@ mod service;
 mod ssl;
 mod upstream;
 
+pub use checks::{
+    Active, ActiveHealthy, ActiveUnhealthy, Checks, Passive, PassiveHealthy, PassiveUnhealthy,
+    ProbeKind,
+};
 pub use common::{check_id as common_check_id, parse_resource, ConfigError, Plugins, Timeout};
 pub use consumer::Consumer;
 pub use nodes::NodeEntry;

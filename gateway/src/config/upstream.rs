@@ -1,5 +1,6 @@
 //! `upstreams`: the nodes a route forwards to and how (balancing, retries, timeouts, keepalive).
 
+use super::checks::Checks;
 use super::common::{opt_id, ConfigError, Labels, Timeout};
 use super::nodes::{parse_nodes, NodeEntry};
 use serde::Deserialize;
@@ -61,8 +62,13 @@ pub struct Upstream {
     pub nodes: Option<serde_json::Value>,
     pub hash_on: Option<String>,
     pub key: Option<String>,
-    /// Health checks: accepted in APISIX's shape and stored; acted on by the health-check subsystem.
+    /// Health checks in APISIX's shape; kept raw so a stored document round-trips unchanged, typed by
+    /// [`Upstream::health_checks`].
     pub checks: Option<serde_json::Value>,
+    /// Sluice extension (APISIX has none): also re-send non-idempotent requests (POST, PATCH, ...) to
+    /// another node after they reached one that failed. Off by default, because the first node may
+    /// already have acted on them.
+    pub retry_non_idempotent: Option<bool>,
     pub retries: Option<u32>,
     pub retry_timeout: Option<f64>,
     pub timeout: Option<Timeout>,
@@ -96,6 +102,11 @@ impl Upstream {
             Some(v) => parse_nodes(v, self.default_port()),
             None => Err(ConfigError::new("nodes: required")),
         }
+    }
+
+    /// The typed `checks`, with APISIX's defaults; `None` when the upstream has none.
+    pub fn health_checks(&self) -> Result<Option<Checks>, ConfigError> {
+        self.checks.as_ref().map(Checks::parse).transpose()
     }
 
     pub fn pass_host(&self) -> Result<PassHost, ConfigError> {
@@ -208,11 +219,7 @@ impl Upstream {
                     .map_err(|e| ConfigError::new(e.to_string()))?;
             }
         }
-        if let Some(checks) = &self.checks {
-            if !checks.is_object() {
-                return Err(ConfigError::new("checks: must be an object"));
-            }
-        }
+        self.health_checks()?;
         Ok(())
     }
 }

@@ -553,15 +553,20 @@ impl cache::Host for StoreData {
         let key = self.key(&key);
         let wait = millis(u64::from(lock_wait_ms)).min(MAX_LOCK_WAIT);
         let store = Arc::clone(&self.services.cache);
-        let found = if wait.is_zero() {
-            store.lookup(&key, wait)
-        } else {
-            // Waiting for another request's fill is the host's time, not the guest's: the phase
-            // deadline moves back by what the wait took (see the epoch callback in `registry`).
-            let started = Instant::now();
-            let found = run_blocking(|| store.lookup(&key, wait));
-            self.deadline_at += started.elapsed();
-            found
+        // A hit, or a miss that makes us the filler, answers at once: only a lookup that must wait
+        // for another request's fill moves off the async worker (`block_in_place` hands the worker's
+        // other tasks to a new thread, which costs far more than a hit).
+        let found = match store.lookup(&key, Duration::ZERO) {
+            CacheLookup::Miss(None) | CacheLookup::Expired(None) if !wait.is_zero() => {
+                // Waiting for another request's fill is the host's time, not the guest's: the
+                // phase deadline moves back by what the wait took (see the epoch callback in
+                // `registry`).
+                let started = Instant::now();
+                let found = run_blocking(|| store.lookup(&key, wait));
+                self.deadline_at += started.elapsed();
+                found
+            }
+            found => found,
         };
         let (lock, result) = match found {
             CacheLookup::Hit { response, age } => {

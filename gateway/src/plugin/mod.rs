@@ -119,7 +119,7 @@ pub mod validate;
 pub use artifact::{ArtifactCache, DirArtifactCache, MemoryArtifactCache};
 pub use engine::{EngineError, HostConfig, PluginEngine};
 pub use fault::{CallSite, ConfigError, FaultKind, PluginFault, UploadError};
-pub use metrics::{MetricsSnapshot, PluginMetrics};
+pub use metrics::{CallBuckets, MetricsSnapshot, PluginMetrics, CALL_BUCKETS};
 pub use registry::{ConfiguredPlugin, LoadedPlugin, PluginInfo, PluginRegistry};
 pub use services::HostServices;
 pub use state::{Decision, Phase, PluginResponse, RequestState, ResponseState};

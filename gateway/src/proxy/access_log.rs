@@ -1,11 +1,15 @@
-//! One access-log line per request, written when the response body is finished (or abandoned), so the
-//! line carries the real byte count and total latency.
+//! One access-log line and one metrics record per request, written when the response body is finished
+//! (or abandoned), so both carry the real byte count and total latency, and the request path records in
+//! one place only.
 
+use crate::metrics::{Completed, HttpMetrics};
 use http::{Method, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// What is known about a request by the time its response starts.
@@ -15,8 +19,16 @@ pub struct AccessRecord {
     pub method: Method,
     pub path: String,
     pub route_id: Option<String>,
+    pub service_id: Option<String>,
+    /// The consumer a plugin named (the metrics keep it only if it is configured).
+    pub consumer: Option<String>,
     pub upstream: Option<SocketAddr>,
+    /// Until the upstream's response head arrived.
+    pub upstream_latency: Option<Duration>,
+    /// The request body's declared length (a chunked body counts 0).
+    pub request_bytes: u64,
     pub status: StatusCode,
+    pub metrics: Arc<HttpMetrics>,
 }
 
 /// Wraps a response body and logs the request when the body is dropped.
@@ -82,7 +94,18 @@ where
 impl<B> Drop for Logged<B> {
     fn drop(&mut self) {
         let r = &self.record;
-        let latency_ms = r.started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = r.started.elapsed();
+        r.metrics.record(&Completed {
+            route: r.route_id.as_deref(),
+            service: r.service_id.as_deref(),
+            consumer: r.consumer.as_deref(),
+            status: r.status,
+            duration: elapsed,
+            upstream: r.upstream_latency,
+            request_bytes: r.request_bytes,
+            response_bytes: self.bytes,
+        });
+        let latency_ms = elapsed.as_secs_f64() * 1000.0;
         tracing::info!(
             target: "sluice::access",
             client = %r.client.ip(),

@@ -2,20 +2,29 @@
 //! and wait for the response head — moving to the next node when a connect fails, up to `retries`
 //! and `retry_timeout`.
 //!
-//! Only failures that happen before the request leaves are retried: the body is streamed, so once a
-//! byte of it is sent there is nothing left to resend. A pooled connection that the upstream closed
-//! while idle hands the unsent request back (hyper's `try_send_request`) and we retry it once on a fresh
-//! connection to the same node.
+//! Failures before the request leaves are retried on the next node. After it was sent, only bodiless
+//! idempotent requests are re-sent ([`replay`]): the body is streamed, so once a byte of it is sent
+//! there is nothing left to resend, and a POST may already have been acted on. A pooled connection that
+//! the upstream closed while idle hands the unsent request back (hyper's `try_send_request`) and we
+//! retry it once on a fresh connection to the same node. A re-sent copy shares the exchange's read
+//! timer: the client waits at most one read timeout for the response head, however many nodes it took.
+//!
+//! Unhealthy nodes (`checks`) are picked only when no healthy untried node is left, and every attempt's
+//! outcome (status, connect/exchange failure, timeout) feeds the upstream's passive health checks.
+
+mod replay;
 
 use super::body::{upstream_body, IdleTimeout, UpstreamRequestBody};
 use super::error::ProxyError;
 use super::headers::upstream_host;
 use crate::balancer::Balancer;
+use crate::upstream::health::{Health, Observation, Source};
 use crate::upstream::{ConnPool, Dns, PooledConn, Timeouts, UpstreamRuntime};
 use http::header::{HeaderValue, HOST};
 use http::request::Parts;
 use http::{Request, Response};
 use hyper::body::Incoming;
+use replay::Replay;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +61,11 @@ pub struct Forward<'a> {
 impl Forward<'_> {
     pub async fn run(self, parts: Parts, body: Incoming) -> Result<Exchanged, Failed> {
         let up = self.upstream;
+        let replay = Replay::capture(
+            &parts,
+            hyper::body::Body::is_end_stream(&body),
+            up.retry_non_idempotent,
+        );
         let mut body = IdleTimeout::new(body, self.timeouts.send);
         let body_sent = body.notify_end();
         let progress = body.progress();
@@ -87,7 +101,11 @@ impl Forward<'_> {
             if attempt > 0 && up.retry_timeout.is_some_and(|t| started.elapsed() >= t) {
                 break;
             }
-            let Some(idx) = up.balancer.pick(self.hash_key, &tried) else {
+            let avoid = up
+                .health
+                .as_deref()
+                .map_or_else(Vec::new, Health::unhealthy);
+            let Some(idx) = up.balancer.pick_avoiding(self.hash_key, &tried, &avoid) else {
                 break;
             };
             tried.push(idx);
@@ -96,6 +114,7 @@ impl Forward<'_> {
                 Ok(addrs) => addrs[0],
                 Err(e) => {
                     tracing::warn!(upstream = %up.name, node = %node.authority(), error = %e, "cannot resolve upstream node");
+                    observe(up, idx, Observation::TcpFailure);
                     last = ProxyError::UpstreamUnreachable;
                     continue;
                 }
@@ -123,6 +142,7 @@ impl Forward<'_> {
                     Err(e) => {
                         flight.finish(false);
                         tracing::warn!(upstream = %up.name, node = %addr, error = ?e, "upstream connect failed");
+                        observe(up, idx, failure_observation(&e));
                         last = e;
                         break;
                     }
@@ -131,17 +151,32 @@ impl Forward<'_> {
                 match send(&up.pool, conn, request, read_timer.as_mut()).await {
                     Attempt::Done(ex) => {
                         flight.finish(true);
+                        observe(up, idx, Observation::Status(ex.response.status().as_u16()));
                         return Ok(ex);
                     }
                     Attempt::Fatal(error) => {
                         flight.finish(false);
-                        return Err(Failed {
-                            error,
-                            node: Some(addr),
-                        });
+                        observe(up, idx, failure_observation(&error));
+                        match (&replay, &error) {
+                            (Some(r), ProxyError::UpstreamFailed) => {
+                                tracing::info!(upstream = %up.name, node = %addr, method = %r.method(), "exchange broke after the request was sent; re-sending it (no body) to another node");
+                                request = r.request();
+                                last = error;
+                                break;
+                            }
+                            _ => {
+                                return Err(Failed {
+                                    error,
+                                    node: Some(addr),
+                                })
+                            }
+                        }
                     }
                     Attempt::Unsent(back, error) => {
                         flight.finish(false);
+                        if !reused {
+                            observe(up, idx, Observation::TcpFailure);
+                        }
                         request = back;
                         last = error;
                         if reused && !fresh_only {
@@ -157,6 +192,20 @@ impl Forward<'_> {
             error: last,
             node: last_node,
         })
+    }
+}
+
+/// Feeds a passive health-check result; free for upstreams without `checks`.
+fn observe(up: &UpstreamRuntime, idx: usize, obs: Observation) {
+    if let Some(h) = &up.health {
+        h.observe(idx, Source::Passive, obs);
+    }
+}
+
+fn failure_observation(e: &ProxyError) -> Observation {
+    match e {
+        ProxyError::UpstreamTimeout => Observation::Timeout,
+        _ => Observation::TcpFailure,
     }
 }
 

@@ -12,6 +12,7 @@ mod forward;
 mod headers;
 mod path;
 mod phases;
+mod trace_context;
 
 pub use crate::request_vars::RequestVars;
 pub use body::{ResponseBody, UpstreamRequestBody};
@@ -34,6 +35,7 @@ use tokio::time::Instant;
 pub struct ProxyState {
     pub live: Arc<Live>,
     pub dns: Dns,
+    pub metrics: Arc<crate::metrics::HttpMetrics>,
 }
 
 /// Per-connection facts.
@@ -127,8 +129,13 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
         method: parts.method.clone(),
         path: parts.uri.path().to_string(),
         route_id: None,
+        service_id: None,
+        consumer: None,
         upstream: None,
+        upstream_latency: None,
+        request_bytes: hyper::body::Body::size_hint(&body).exact().unwrap_or(0),
         status: http::StatusCode::OK,
+        metrics: Arc::clone(&state.metrics),
     };
     if normalize_path(&mut parts.uri).is_err() {
         return local(ProxyError::BadPath, record);
@@ -143,6 +150,7 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
         return local(ProxyError::RouteNotFound, record);
     };
     record.route_id = Some(route.id.clone());
+    record.service_id.clone_from(&route.service_id);
 
     // request phases: rewrite, access
     let mut plugin_state = None;
@@ -188,11 +196,11 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
         plugin_state = Some((chains, st));
     }
 
-    // upstream
-    let Some(upstream) = route.upstream.as_ref() else {
+    // upstream (traffic-split matches the request as the plugins left it)
+    let vars = RequestVars::new(&parts, conn, host.as_ref().and_then(host_name));
+    let Some((upstream, timeouts)) = route.upstream_for(&vars) else {
         return respond(ProxyError::NoUpstream.to_response(), record, plugin_state);
     };
-    let vars = RequestVars::new(&parts, conn, host.as_ref().and_then(host_name));
     let key = upstream.hash_on.as_ref().map(|on| hash_key(on, &vars));
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::add_forwarded(
@@ -201,6 +209,7 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
         conn.scheme,
         host.as_ref(),
     );
+    trace_context::propagate(&mut parts.headers);
     // Upstreams get origin-form HTTP/1.1 whatever the client spoke.
     parts.version = http::Version::HTTP_11;
     if parts.uri.authority().is_some() {
@@ -208,10 +217,11 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
             parts.uri = uri;
         }
     }
+    let asked = Instant::now();
     let outcome = forward::Forward {
         upstream,
         dns: &state.dns,
-        timeouts: route.timeouts,
+        timeouts,
         hash_key: key.as_deref(),
         client_host: host,
         host_override,
@@ -223,9 +233,10 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
     let resp = match outcome {
         Ok(ex) => {
             record.upstream = Some(ex.node);
+            record.upstream_latency = Some(asked.elapsed());
             let (mut head, body) = ex.response.into_parts();
             headers::strip_hop_by_hop(&mut head.headers);
-            let body = ResponseBody::Proxied(IdleTimeout::new(body, route.timeouts.read));
+            let body = ResponseBody::Proxied(IdleTimeout::new(body, timeouts.read));
             Response::from_parts(head, body)
         }
         Err(failed) => {
@@ -245,6 +256,7 @@ fn respond(
     let resp = match plugins {
         None => resp,
         Some((chains, mut st)) => {
+            record.consumer.clone_from(&st.consumer);
             let resp = if chains.implements(Phase::HeaderFilter) {
                 match phases::filter_response(&chains, &mut st, resp) {
                     Ok(r) => r,

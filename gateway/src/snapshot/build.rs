@@ -5,10 +5,11 @@ use crate::catalog::Catalog;
 use crate::chain::PluginChain;
 use crate::config::{
     parse_resource, ConfigError, Consumer, GlobalRule, PluginConfig, Plugins, ResourceKind, Route,
-    Service, Upstream,
+    Service, Timeout, Upstream,
 };
 use crate::consumers::ConsumerIndex;
-use crate::router::{RouteSpec, Router};
+use crate::router::{RouteSpec, Router, VarSource};
+use crate::traffic_split::{self, TrafficSplit, UpstreamSource};
 use crate::upstream::{Timeouts, UpstreamRuntime};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +24,20 @@ pub struct RouteEntry {
     /// Route plugins merged over plugin_config and service plugins (route wins per plugin name),
     /// configured and in priority order.
     pub chain: Arc<PluginChain>,
+    /// `plugins.traffic-split`, which picks among other upstreams (see [`crate::traffic_split`]).
+    pub traffic_split: Option<TrafficSplit>,
+}
+
+impl RouteEntry {
+    /// The upstream this request goes to, with its timeouts: traffic-split's pick when one of its rules
+    /// matches and names another upstream, else the route's own.
+    pub fn upstream_for(&self, vars: &dyn VarSource) -> Option<(&Arc<UpstreamRuntime>, Timeouts)> {
+        let picked = self.traffic_split.as_ref().and_then(|s| s.choose(vars));
+        match picked.and_then(|t| t.upstream.as_ref().map(|u| (u, t.timeouts))) {
+            Some(split) => Some(split),
+            None => self.upstream.as_ref().map(|u| (u, self.timeouts)),
+        }
+    }
 }
 
 pub struct Snapshot {
@@ -69,10 +84,13 @@ impl Builder<'_> {
         Ok(rt)
     }
 
-    /// Validates and configures a `plugins` map into a chain.
+    /// Validates and configures a `plugins` map into a chain (traffic-split is native: not in it).
     fn chain(&self, plugins: &Plugins) -> Result<PluginChain, ConfigError> {
         let mut entries = Vec::with_capacity(plugins.len());
         for (name, conf) in plugins {
+            if name == traffic_split::NAME {
+                continue;
+            }
             let entry = self
                 .catalog
                 .configure(name, conf)
@@ -81,9 +99,50 @@ impl Builder<'_> {
         }
         Ok(PluginChain::new(entries))
     }
+
+    /// Compiles `plugins.traffic-split`, if any, of object `owner` (`routes/7`) with this builder's
+    /// upstreams; `named` are the upstream objects by id.
+    fn traffic_split(
+        &mut self,
+        named: &HashMap<String, Arc<UpstreamRuntime>>,
+        plugins: &Plugins,
+        owner: &str,
+        route_timeout: Option<&Timeout>,
+    ) -> Result<Option<TrafficSplit>, ConfigError> {
+        let mut lent = SplitUpstreams {
+            builder: self,
+            named,
+        };
+        traffic_split::compile(plugins, owner, route_timeout, &mut lent)
+    }
+}
+
+/// Lends traffic-split the builder's upstreams: named ones, and inline ones built or reused.
+struct SplitUpstreams<'b, 'a> {
+    builder: &'b mut Builder<'a>,
+    named: &'b HashMap<String, Arc<UpstreamRuntime>>,
+}
+
+impl UpstreamSource for SplitUpstreams<'_, '_> {
+    fn by_id(&self, id: &str) -> Option<Arc<UpstreamRuntime>> {
+        self.named.get(id).cloned()
+    }
+    fn inline(
+        &mut self,
+        name: String,
+        upstream: &Upstream,
+        source: &serde_json::Value,
+    ) -> Result<Arc<UpstreamRuntime>, ConfigError> {
+        self.builder.upstream(name, upstream, source)
+    }
 }
 
 impl Snapshot {
+    /// Every upstream runtime in use, by name (`upstreams/1`, `routes/7`): the health-check report.
+    pub fn upstream_runtimes(&self) -> impl Iterator<Item = (&str, &Arc<UpstreamRuntime>)> {
+        self.upstreams.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
     /// An empty configuration: every request gets 404.
     pub fn empty() -> Self {
         Snapshot {
@@ -149,6 +208,8 @@ impl Snapshot {
             let plugins = svc.plugins.unwrap_or_default();
             let chain = b.chain(&plugins).map_err(&ctx)?;
             b.validated.push(chain);
+            b.traffic_split(&named, &plugins, &format!("services/{id}"), None)
+                .map_err(&ctx)?;
             services.insert(id.clone(), ServiceParts { upstream, plugins });
         }
 
@@ -158,6 +219,8 @@ impl Snapshot {
             let pc: PluginConfig = parse_resource(v).map_err(&ctx)?;
             let chain = b.chain(&pc.plugins).map_err(&ctx)?;
             b.validated.push(chain);
+            b.traffic_split(&named, &pc.plugins, &format!("plugin_configs/{id}"), None)
+                .map_err(&ctx)?;
             plugin_configs.insert(id.clone(), pc.plugins);
         }
 
@@ -165,6 +228,12 @@ impl Snapshot {
         for (id, v) in config.objects(ResourceKind::GlobalRules) {
             let ctx = in_resource(ResourceKind::GlobalRules, id);
             let rule: GlobalRule = parse_resource(v).map_err(&ctx)?;
+            if rule.plugins.contains_key(traffic_split::NAME) {
+                return Err(ctx(ConfigError::new(format!(
+                    "plugins.{}: picks a route's upstream, so it belongs on routes, services or plugin configs",
+                    traffic_split::NAME
+                ))));
+            }
             global_chains.push(b.chain(&rule.plugins).map_err(&ctx)?);
         }
 
@@ -211,6 +280,14 @@ impl Snapshot {
             let own = route.plugins.clone().unwrap_or_default();
             plugins.extend(own);
             let chain = Arc::new(b.chain(&plugins).map_err(&ctx)?);
+            let traffic_split = b
+                .traffic_split(
+                    &named,
+                    &plugins,
+                    &format!("routes/{id}"),
+                    route.timeout.as_ref(),
+                )
+                .map_err(&ctx)?;
             if upstream.is_none() && plugins.is_empty() {
                 return Err(ctx(ConfigError::new(
                     "upstream: a route needs `upstream`, `upstream_id` or a `service_id` whose service has an upstream",
@@ -223,6 +300,7 @@ impl Snapshot {
                 timeouts: base.overridden_by(route.timeout.as_ref()),
                 upstream,
                 chain,
+                traffic_split,
             });
             if !route.enabled() {
                 continue;

@@ -75,6 +75,20 @@ impl ConfigSet {
                 }
             }
         }
+        if kind == ResourceKind::Upstreams {
+            for referrer in [
+                ResourceKind::Routes,
+                ResourceKind::Services,
+                ResourceKind::PluginConfigs,
+            ] {
+                for (rid, v) in self.objects(referrer) {
+                    let entry = (referrer, rid.clone());
+                    if crate::traffic_split::names_upstream(v, id) && !out.contains(&entry) {
+                        out.push(entry);
+                    }
+                }
+            }
+        }
         out
     }
 }

@@ -49,6 +49,8 @@ pub trait ConfigStore: Send + Sync + 'static {
     async fn apply(&self, ops: Vec<StoreOp>) -> Result<(), StoreError>;
     /// Makes everything written so far durable (called on shutdown).
     async fn flush(&self) -> Result<(), StoreError>;
+    /// A cheap read that fails when the backend cannot be used (`/status/ready`).
+    async fn ping(&self) -> Result<(), StoreError>;
 
     /// Every uploaded Wasm plugin binary, by name.
     async fn load_plugins(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;

@@ -119,6 +119,11 @@ impl ConfigStore for SledStore {
         Ok(())
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.db.get(b"/apisix/").map_err(backend)?;
+        Ok(())
+    }
+
     async fn load_plugins(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
         for item in self.plugins.iter() {

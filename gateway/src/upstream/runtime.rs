@@ -1,5 +1,6 @@
 //! The live form of one upstream config: parsed once when the snapshot is built, then only read.
 
+use super::health::Health;
 use super::pool::{ConnPool, PoolSettings, PoolTls};
 use crate::balancer::{Balancer, Kind, NodeSpec};
 use crate::config::{ConfigError, NodeEntry, PassHost, Timeout, Upstream};
@@ -74,6 +75,10 @@ pub struct UpstreamRuntime {
     pub pass_host: PassHost,
     pub upstream_host: Option<HeaderValue>,
     pub pool: Arc<ConnPool<UpstreamRequestBody>>,
+    /// Node health from `checks`; `None` without checks, so such upstreams pay nothing for it.
+    pub health: Option<Arc<Health>>,
+    /// `retry_non_idempotent`: a non-idempotent request that reached a failing node may be re-sent.
+    pub retry_non_idempotent: bool,
 }
 
 impl UpstreamRuntime {
@@ -137,7 +142,18 @@ impl UpstreamRuntime {
             // APISIX: by default retry over every other node once.
             None => nodes.len().saturating_sub(1),
         };
+        let health = match up.health_checks()? {
+            Some(checks) => Some(super::health::start(
+                &name,
+                &nodes,
+                &checks,
+                up.tls.as_ref().map(|t| t.spec()),
+            )?),
+            None => None,
+        };
         Ok(UpstreamRuntime {
+            health,
+            retry_non_idempotent: up.retry_non_idempotent.unwrap_or(false),
             name,
             source,
             retries,

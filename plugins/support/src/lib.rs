@@ -17,11 +17,13 @@
 //! - [`ngx`]: nginx/OpenResty reading rules the plugins mirror (`ngx.decode_base64`, query arguments).
 //! - [`auth`]: `key-auth`, `basic-auth`, `jwt-auth`: the 401, secret comparison, consumer handling.
 //! - [`limit`]: `limit-count`, `limit-req`, `limit-conn`: keys and rejection fields.
+//! - [`cas`]: the bounded compare-and-swap loop over `kv` (`limit-req`, `api-breaker`).
 //! - [`template`], [`header_ops`]: `$var` templates and `headers` rules (`proxy-rewrite`,
 //!   `response-rewrite`; templates also build `var_combination` limit keys).
 //! - `testing` (feature `testing`, native only): helpers for the plugins' unit tests.
 
 pub mod auth;
+pub mod cas;
 pub mod compiled;
 pub mod header_ops;
 pub mod limit;

@@ -8,9 +8,10 @@
 //! holds the request on a timer, no worker blocks.
 
 use serde::Deserialize;
+use sluice_builtin_support::cas::{retry, CAS_ATTEMPTS};
 use sluice_builtin_support::limit::{route_scoped, Common, KeyType};
 use sluice_builtin_support::schema::{field, greater_than, required, within};
-use sluice_plugin_sdk::{clock, export_plugin, kv, request, Decision, Plugin, StoreError};
+use sluice_plugin_sdk::{clock, export_plugin, kv, request, Decision, Plugin};
 use std::time::Duration;
 
 /// The plugin's config, with APISIX's names and defaults; unknown fields are ignored.
@@ -101,24 +102,6 @@ fn leak(previous: Option<Bucket>, now_ms: u64, rate_milli: f64, burst_milli: f64
 fn keep_for(bucket: Bucket, rate_milli: f64) -> Duration {
     let ms = ((bucket.excess + 1000.0) * 1000.0 / rate_milli).ceil() + 1.0;
     Duration::from_millis(ms.min(u64::MAX as f64) as u64)
-}
-
-/// Compare-and-swap attempts before giving up. Each failed attempt means another request on the same key
-/// committed in between, so this bounds the work one request does under heavy contention on one key.
-const CAS_ATTEMPTS: usize = 64;
-
-/// Runs `attempt` until it returns `Some` (its swap went through or it needs no swap), at most `attempts`
-/// times; `Ok(None)` when every attempt lost a race.
-fn retry<T>(
-    attempts: usize,
-    mut attempt: impl FnMut() -> Result<Option<T>, StoreError>,
-) -> Result<Option<T>, StoreError> {
-    for _ in 0..attempts {
-        if let Some(done) = attempt()? {
-            return Ok(Some(done));
-        }
-    }
-    Ok(None)
 }
 
 pub struct LimitReq;

@@ -122,24 +122,6 @@ fn var_combination_keys_and_route_scope() {
 }
 
 #[test]
-fn retry_gives_up_after_the_bounded_attempts() {
-    let mut calls = 0;
-    let out: Result<Option<()>, StoreError> = retry(CAS_ATTEMPTS, || {
-        calls += 1;
-        Ok(None)
-    });
-    assert_eq!((out, calls), (Ok(None), CAS_ATTEMPTS));
-    let mut calls = 0;
-    let out = retry(CAS_ATTEMPTS, || {
-        calls += 1;
-        Ok((calls == 3).then_some(7))
-    });
-    assert_eq!((out, calls), (Ok(Some(7)), 3));
-    let out: Result<Option<()>, _> = retry(CAS_ATTEMPTS, || Err(StoreError::TooLarge));
-    assert_eq!(out, Err(StoreError::TooLarge));
-}
-
-#[test]
 fn leak_matches_nginx_and_tolerates_a_clock_step_back() {
     let b = Bucket {
         excess: 2000.0,

@@ -1,0 +1,409 @@
+//! Upstream health checks (`upstream.checks`, APISIX's shape): which nodes of one upstream are fit to
+//! receive traffic.
+//!
+//! - **Active** ([`active`]): one background task per [`Health`] probes every node (`http`, `https` or
+//!   `tcp`) every `healthy.interval` / `unhealthy.interval` seconds, at most `concurrency` at a time. The
+//!   task holds only a `Weak` reference, so it ends once the upstream runtime that owns the `Health` is
+//!   dropped (a config change that rebuilt it, or its deletion). Runtimes are shared by every route using
+//!   the upstream and reused across snapshots while unchanged, so there is one checker per upstream.
+//! - **Passive**: the proxy reports each attempt's outcome ([`Health::observe`]); statuses are classified
+//!   by `checks.passive` lists, connect/exchange errors count as `tcp_failures`, timeouts as `timeouts`.
+//!   A node marked unhealthy recovers through active probes when `checks.active` is set; without it,
+//!   after [`PASSIVE_RECOVERY`] (APISIX never recovers such a node; we follow nginx's `fail_timeout`
+//!   idea instead, so a passive-only upstream cannot lose its nodes for good).
+//!
+//! The balancer avoids the nodes in [`Health::unhealthy`]; when every remaining node is unhealthy the
+//! request still goes to one of them (as APISIX), because failing everything helps nobody.
+//! State lives in atomics ([`state`]); the request path reads one counter when all nodes are healthy.
+//! Transitions are logged (`warn` when a node goes down, `info` when it comes back) with the upstream and
+//! node, and the admin API shows the state ([`Health::report`]).
+
+pub(crate) mod active;
+mod probe;
+mod state;
+
+pub use state::{Counters, Outcome, Thresholds, Transition};
+
+use crate::config::{Checks, NodeEntry, ProbeKind};
+use state::NodeState;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a node marked unhealthy by passive checks alone stays out before it gets traffic again.
+pub const PASSIVE_RECOVERY: Duration = Duration::from_secs(10);
+
+/// Who produced a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Active,
+    Passive,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::Active => "active",
+            Source::Passive => "passive",
+        }
+    }
+}
+
+/// A raw result before the configured status lists classify it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observation {
+    /// A response head with this status.
+    Status(u16),
+    /// A TCP probe connected.
+    Connected,
+    /// Connect refused/reset, or the connection broke during the exchange.
+    TcpFailure,
+    Timeout,
+}
+
+/// One side's (active or passive) classification and thresholds.
+#[derive(Debug, Clone)]
+struct Rules {
+    healthy_statuses: Vec<u16>,
+    unhealthy_statuses: Vec<u16>,
+    thresholds: Thresholds,
+}
+
+impl Rules {
+    /// `failures` is `[http_failures, tcp_failures, timeouts]`.
+    fn new(healthy: &[u16], successes: u32, unhealthy: &[u16], failures: [u32; 3]) -> Rules {
+        let [http_failures, tcp_failures, timeouts] = failures;
+        Rules {
+            healthy_statuses: healthy.to_vec(),
+            unhealthy_statuses: unhealthy.to_vec(),
+            thresholds: Thresholds {
+                successes,
+                http_failures,
+                tcp_failures,
+                timeouts,
+            },
+        }
+    }
+
+    /// A status in neither list is evidence of nothing, as in lua-resty-healthcheck.
+    fn classify(&self, obs: Observation) -> Option<Outcome> {
+        match obs {
+            Observation::Status(s) if self.healthy_statuses.contains(&s) => Some(Outcome::Success),
+            Observation::Status(s) if self.unhealthy_statuses.contains(&s) => {
+                Some(Outcome::HttpFailure)
+            }
+            Observation::Status(_) => None,
+            Observation::Connected => Some(Outcome::Success),
+            Observation::TcpFailure => Some(Outcome::TcpFailure),
+            Observation::Timeout => Some(Outcome::Timeout),
+        }
+    }
+}
+
+/// The last result recorded for a node, packed into one atomic so the request path can store it.
+/// Layout: `at_ms << 24 | status << 8 | source << 4 | observation code` (code 0: nothing yet).
+#[derive(Debug, Default)]
+struct LastCheck(AtomicU64);
+
+impl LastCheck {
+    fn store(&self, source: Source, obs: Observation, at_ms: u64) {
+        let (code, status) = match obs {
+            Observation::Status(s) => (1, s),
+            Observation::Connected => (2, 0),
+            Observation::TcpFailure => (3, 0),
+            Observation::Timeout => (4, 0),
+        };
+        let src = u64::from(source == Source::Passive);
+        self.0.store(
+            (at_ms << 24) | (u64::from(status) << 8) | (src << 4) | code,
+            Ordering::Relaxed,
+        );
+    }
+
+    fn load(&self) -> Option<(Source, Observation, u64)> {
+        let v = self.0.load(Ordering::Relaxed);
+        let status = ((v >> 8) & 0xffff) as u16;
+        let obs = match v & 0xf {
+            1 => Observation::Status(status),
+            2 => Observation::Connected,
+            3 => Observation::TcpFailure,
+            4 => Observation::Timeout,
+            _ => return None,
+        };
+        let source = if (v >> 4) & 1 == 1 {
+            Source::Passive
+        } else {
+            Source::Active
+        };
+        Some((source, obs, v >> 24))
+    }
+}
+
+struct Node {
+    authority: String,
+    state: NodeState,
+    last: LastCheck,
+}
+
+/// Health of every node of one upstream runtime, indexed like its `nodes`.
+pub struct Health {
+    upstream: String,
+    probe_kind: Option<ProbeKind>,
+    nodes: Vec<Node>,
+    /// Nodes currently unhealthy: the request path's fast check.
+    unhealthy: AtomicUsize,
+    epoch: Instant,
+    active: Option<Rules>,
+    passive: Option<Rules>,
+}
+
+impl Health {
+    /// State for `nodes` under `checks`; the active checker is started separately ([`active::spawn`]).
+    pub fn new(upstream: &str, nodes: &[NodeEntry], checks: &Checks) -> Health {
+        let active = checks.active.as_ref().map(|a| {
+            let (h, u) = (&a.healthy, &a.unhealthy);
+            Rules::new(
+                &h.http_statuses,
+                h.successes,
+                &u.http_statuses,
+                [u.http_failures, u.tcp_failures, u.timeouts],
+            )
+        });
+        let passive = checks.passive.as_ref().map(|p| {
+            let (h, u) = (&p.healthy, &p.unhealthy);
+            Rules::new(
+                &h.http_statuses,
+                h.successes,
+                &u.http_statuses,
+                [u.http_failures, u.tcp_failures, u.timeouts],
+            )
+        });
+        Health {
+            upstream: upstream.to_string(),
+            probe_kind: checks.active.as_ref().map(|a| a.kind),
+            nodes: nodes
+                .iter()
+                .map(|n| Node {
+                    authority: n.authority(),
+                    state: NodeState::default(),
+                    last: LastCheck::default(),
+                })
+                .collect(),
+            unhealthy: AtomicUsize::new(0),
+            epoch: Instant::now(),
+            active,
+            passive,
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Feeds one result for node `idx`. Results of a side that is not configured are ignored.
+    pub fn observe(&self, idx: usize, source: Source, obs: Observation) {
+        let rules = match source {
+            Source::Active => &self.active,
+            Source::Passive => &self.passive,
+        };
+        let (Some(rules), Some(node)) = (rules, self.nodes.get(idx)) else {
+            return;
+        };
+        let now = self.now_ms();
+        node.last.store(source, obs, now);
+        let Some(outcome) = rules.classify(obs) else {
+            return;
+        };
+        match node.state.record(outcome, &rules.thresholds, now) {
+            Some(Transition::BecameUnhealthy) => {
+                self.unhealthy.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(upstream = %self.upstream, node = %node.authority, source = source.as_str(), cause = ?obs, "upstream node marked unhealthy");
+            }
+            Some(Transition::BecameHealthy) => {
+                self.unhealthy.fetch_sub(1, Ordering::Relaxed);
+                tracing::info!(upstream = %self.upstream, node = %node.authority, source = source.as_str(), "upstream node healthy again");
+            }
+            None => {}
+        }
+    }
+
+    /// Whether node `idx` should get traffic. Also where a passive-only upstream lets a node back in
+    /// after [`PASSIVE_RECOVERY`]: checking here needs no timer task.
+    pub fn is_healthy(&self, idx: usize) -> bool {
+        self.is_healthy_at(idx, self.now_ms())
+    }
+
+    fn is_healthy_at(&self, idx: usize, now_ms: u64) -> bool {
+        let Some(node) = self.nodes.get(idx) else {
+            return true;
+        };
+        if node.state.is_healthy() {
+            return true;
+        }
+        let recovery_ms = PASSIVE_RECOVERY.as_millis() as u64;
+        if self.active.is_none()
+            && now_ms.saturating_sub(node.state.unhealthy_since_ms()) >= recovery_ms
+            && node.state.reset_healthy()
+        {
+            self.unhealthy.fetch_sub(1, Ordering::Relaxed);
+            tracing::info!(upstream = %self.upstream, node = %node.authority, after_s = PASSIVE_RECOVERY.as_secs(), "upstream node back in after the passive recovery timeout");
+            return true;
+        }
+        false
+    }
+
+    /// Indexes of the nodes to avoid now; empty (no allocation) while every node is healthy.
+    pub fn unhealthy(&self) -> Vec<usize> {
+        if self.unhealthy.load(Ordering::Relaxed) == 0 {
+            return Vec::new();
+        }
+        (0..self.nodes.len())
+            .filter(|&i| !self.is_healthy(i))
+            .collect()
+    }
+
+    /// The admin view: per node its state, counters and last result.
+    pub fn report(&self) -> serde_json::Value {
+        let now = self.now_ms();
+        let nodes: Vec<serde_json::Value> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let last = n.last.load().map(|(source, obs, at)| {
+                    let (result, status) = match obs {
+                        Observation::Status(s) => ("http_status", Some(s)),
+                        Observation::Connected => ("connected", None),
+                        Observation::TcpFailure => ("tcp_failure", None),
+                        Observation::Timeout => ("timeout", None),
+                    };
+                    serde_json::json!({
+                        "source": source.as_str(),
+                        "result": result,
+                        "status": status,
+                        "ms_ago": now.saturating_sub(at),
+                    })
+                });
+                serde_json::json!({
+                    "node": n.authority,
+                    "status": if self.is_healthy(i) { "healthy" } else { "unhealthy" },
+                    "counter": n.state.counters(),
+                    "last_check": last,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "name": self.upstream,
+            "type": self.probe_kind.map(ProbeKind::as_str),
+            "active": self.active.is_some(),
+            "passive": self.passive.is_some(),
+            "nodes": nodes,
+        })
+    }
+
+    pub fn upstream(&self) -> &str {
+        &self.upstream
+    }
+}
+
+/// Starts health tracking for an upstream when it has `checks`: the shared state, plus the active
+/// checker when `checks.active` is set and a tokio runtime is running (snapshots built outside one, as in
+/// unit tests, get passive checks only).
+pub fn start(
+    upstream: &str,
+    nodes: &[NodeEntry],
+    checks: &Checks,
+    tls: Option<crate::tls::UpstreamTlsSpec<'_>>,
+) -> Result<Arc<Health>, crate::config::ConfigError> {
+    let health = Arc::new(Health::new(upstream, nodes, checks));
+    if let Some(a) = &checks.active {
+        let plan = active::Plan::new(nodes, a, tls)?;
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            active::spawn(&rt, &health, plan);
+        }
+    }
+    Ok(health)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn health(checks: serde_json::Value) -> Health {
+        let nodes = crate::config::NodeEntry {
+            host: "127.0.0.1".into(),
+            port: 1,
+            weight: 1,
+            priority: 0,
+        };
+        let other = crate::config::NodeEntry {
+            port: 2,
+            ..nodes.clone()
+        };
+        let checks = Checks::parse(&checks).expect("checks");
+        Health::new("upstreams/t", &[nodes, other], &checks)
+    }
+
+    #[test]
+    fn passive_statuses_are_classified_by_the_configured_lists() {
+        let h = health(json!({"passive": {"unhealthy": {"http_failures": 2}}}));
+        h.observe(0, Source::Passive, Observation::Status(500));
+        h.observe(0, Source::Passive, Observation::Status(404)); // neither list: no evidence
+        assert!(h.is_healthy(0));
+        h.observe(0, Source::Passive, Observation::Status(503));
+        assert!(!h.is_healthy(0));
+        assert_eq!(h.unhealthy(), [0]);
+        // Active results are ignored without checks.active.
+        h.observe(0, Source::Active, Observation::Status(200));
+        assert_eq!(h.unhealthy(), [0]);
+        let r = h.report();
+        assert_eq!(r["nodes"][0]["status"], "unhealthy");
+        assert_eq!(r["nodes"][0]["last_check"]["status"], 503);
+        assert_eq!(r["nodes"][1]["status"], "healthy");
+        assert_eq!(r["nodes"][1]["last_check"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn passive_only_nodes_come_back_after_the_recovery_timeout() {
+        let h = health(json!({"passive": {"unhealthy": {"tcp_failures": 1}}}));
+        h.observe(0, Source::Passive, Observation::TcpFailure);
+        let since = h.nodes[0].state.unhealthy_since_ms();
+        let recovery = PASSIVE_RECOVERY.as_millis() as u64;
+        assert!(!h.is_healthy_at(0, since + recovery - 1));
+        assert!(h.is_healthy_at(0, since + recovery));
+        assert!(h.unhealthy().is_empty());
+        // With active checks, only probes bring a node back.
+        let h = health(
+            json!({"active": {"unhealthy": {"tcp_failures": 1}}, "passive": {"unhealthy": {"tcp_failures": 1}}}),
+        );
+        h.observe(0, Source::Passive, Observation::TcpFailure);
+        assert!(!h.is_healthy_at(0, u64::MAX / 2));
+    }
+
+    #[test]
+    fn last_check_round_trips_through_its_packing() {
+        let l = LastCheck::default();
+        assert_eq!(l.load(), None);
+        l.store(Source::Passive, Observation::Status(503), 123_456);
+        assert_eq!(
+            l.load(),
+            Some((Source::Passive, Observation::Status(503), 123_456))
+        );
+        l.store(Source::Active, Observation::Timeout, 7);
+        assert_eq!(l.load(), Some((Source::Active, Observation::Timeout, 7)));
+    }
+
+    #[test]
+    fn active_successes_bring_a_node_back() {
+        let h = health(
+            json!({"active": {"healthy": {"successes": 2}, "unhealthy": {"tcp_failures": 1}}}),
+        );
+        h.observe(1, Source::Active, Observation::TcpFailure);
+        assert_eq!(h.unhealthy(), [1]);
+        h.observe(1, Source::Active, Observation::Status(200));
+        assert_eq!(h.unhealthy(), [1]);
+        h.observe(1, Source::Active, Observation::Status(200));
+        assert!(h.unhealthy().is_empty());
+    }
+}
