@@ -7,12 +7,7 @@ use support::*;
 
 /// PUT route `id` on `uri` to origin `a` with this `plugins` map.
 async fn route(gw: &Gateway, id: &str, uri: &str, a: &Origin, plugins: Value) {
-    gw.put_ok(
-        "routes",
-        id,
-        json!({"uri": uri, "upstream": upstream(&[a]), "plugins": plugins}),
-    )
-    .await;
+    gw.route_to(id, uri, a, plugins).await;
 }
 
 /// `n` requests to `path` at once, each on its own client (own connection); responses with how long each

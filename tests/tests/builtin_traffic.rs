@@ -7,12 +7,7 @@ use support::*;
 
 /// PUT route `id` on `uri` to origin `a` with this `plugins` map.
 async fn route(gw: &Gateway, id: &str, uri: &str, a: &Origin, plugins: Value) {
-    gw.put_ok(
-        "routes",
-        id,
-        json!({"uri": uri, "upstream": upstream(&[a]), "plugins": plugins}),
-    )
-    .await;
+    gw.route_to(id, uri, a, plugins).await;
 }
 
 /// A request with these headers.
