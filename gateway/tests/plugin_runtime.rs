@@ -53,15 +53,20 @@ fn add_header_in_access_and_unimplemented_phases_are_skipped() {
     );
 }
 
-#[test]
-fn each_phase_reads_and_changes_what_it_may() {
-    let f = shared();
-    let cfg = f
+/// The shared `phases` fixture configured with [`PHASES_CFG`].
+fn phases_config() -> sluice::plugin::ConfiguredPlugin {
+    shared()
         .registry
         .get("phases")
         .unwrap()
         .configure(PHASES_CFG)
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn each_phase_reads_and_changes_what_it_may() {
+    let f = shared();
+    let cfg = phases_config();
     let mut req = request("/p");
     req.headers
         .insert("x-in", HeaderValue::from_static("hello"));
@@ -138,13 +143,7 @@ fn kv_is_shared_across_requests() {
 
 #[test]
 fn respond_short_circuits() {
-    let f = shared();
-    let cfg = f
-        .registry
-        .get("phases")
-        .unwrap()
-        .configure(PHASES_CFG)
-        .unwrap();
+    let cfg = phases_config();
     let mut req = request("/secret");
     req.headers.insert("x-deny", HeaderValue::from_static("1"));
     match cfg.call(Phase::Access, &mut req).unwrap() {
