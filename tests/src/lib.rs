@@ -12,6 +12,8 @@
 //! ```
 //!
 //! Recipe for a new test file:
+//! 0. Tests live in `tests/tests/it/<area>.rs`, each a module of the one test binary `it` (declare it in
+//!    `tests/tests/it/main.rs`); run one area with `cargo test -p sluice-tests --test it <area>::`.
 //! 1. `use support::*;` and `#[tokio::test(flavor = "multi_thread", worker_threads = 2)]`.
 //! 2. Start the origins you need with [`origin`]; each runs on its own background runtime and stops on drop.
 //! 3. Start a gateway with [`gateway`]; it is killed on drop, and its log tail is printed when the test panics.

@@ -298,8 +298,8 @@ async fn unknown_resource_and_missing_id_are_404() {
 }
 
 /// A self-signed certificate for `test.local`, valid 2026-2126 (fixture only).
-const CERT: &str = include_str!("fixtures/test.local.crt");
-const KEY: &str = include_str!("fixtures/test.local.key");
+const CERT: &str = include_str!("../fixtures/test.local.crt");
+const KEY: &str = include_str!("../fixtures/test.local.key");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writes_are_all_stored() {

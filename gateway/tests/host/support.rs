@@ -1,5 +1,4 @@
 //! Shared helpers: the real components built by scripts/build-plugins.sh, and registries over them.
-#![allow(dead_code)]
 use sluice::plugin::services::{MemoryConsumers, MemoryMetrics};
 use sluice::plugin::{
     HostConfig, HostServices, MemoryArtifactCache, PluginEngine, PluginRegistry, RequestState,

@@ -1,6 +1,6 @@
 //! The plugin runtime against the real guest components (build them with scripts/build-plugins.sh).
-mod support;
 
+use crate::support::{component, fixture_with, request, shared};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use sluice::plugin::services::ConsumerRecord;
 use sluice::plugin::{
@@ -10,7 +10,6 @@ use sluice::plugin::{
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{component, fixture_with, request, shared};
 
 const PHASES_CFG: &str = r#"{"header":"x-added","value":"yes","upper":true}"#;
 
@@ -357,7 +356,7 @@ fn fault_case(
 }
 
 fn fault_case_in(
-    f: &support::Fixture,
+    f: &crate::support::Fixture,
     phase: Phase,
     fault: &str,
 ) -> (Result<Decision, sluice::plugin::PluginFault>, Duration) {

@@ -1,11 +1,10 @@
 //! Outbound HTTP from a plugin: a real local upstream, called from a tokio multi-thread worker.
-mod support;
 
+use crate::support::{component, fixture_with, request};
 use http::{HeaderValue, StatusCode};
 use sluice::plugin::{Decision, HostConfig, Phase};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use support::{component, fixture_with, request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Answers `200 x-user: alice` when the request has `x-in: ok`, else `403 nope`.

@@ -1,0 +1,25 @@
+//! Integration tests: the real `sluice` binary over real sockets, one module per area.
+//!
+//! One test binary rather than one per file: each binary links reqwest, hyper and rustls again, and
+//! twenty of them cost minutes of linking and gigabytes of disk on every CI run.
+mod admin_api;
+mod api_breaker;
+mod bad_input;
+mod balancing;
+mod builtin_auth;
+mod builtin_cache;
+mod builtin_limits;
+mod builtin_traffic;
+mod cli;
+mod config_swap;
+mod harness;
+mod health_checks;
+mod keepalive;
+mod metrics;
+mod persistence;
+mod plugins;
+mod routing;
+mod streaming;
+mod tls;
+mod traffic_split;
+mod upstream_failures;
