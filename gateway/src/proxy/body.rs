@@ -204,7 +204,7 @@ impl Body for ResponseBody {
 }
 
 /// Boxes the client's request body for the upstream connection, keeping its idle timeout.
-pub fn upstream_body(body: IdleTimeout<hyper::body::Incoming>) -> UpstreamRequestBody {
+pub fn upstream_body(body: IdleTimeout<super::client_body::ClientBody>) -> UpstreamRequestBody {
     body.boxed_unsync()
 }
 
