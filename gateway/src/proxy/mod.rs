@@ -15,6 +15,7 @@ mod headers;
 mod path;
 mod phases;
 mod trace_context;
+mod tunnel;
 
 pub use crate::request_vars::RequestVars;
 pub use body::{ResponseBody, UpstreamRequestBody};
@@ -252,7 +253,20 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
         return respond(ProxyError::NoUpstream.to_response(), record, plugin_state);
     };
     let key = upstream.hash_on.as_ref().map(|on| hash_key(on, &vars));
+    // A WebSocket route keeps the client's side of the upgrade and asks the upstream to switch too.
+    let upgrade = if route.websocket && tunnel::wants_upgrade(&parts) {
+        let protocol = parts.headers.get(http::header::UPGRADE).cloned();
+        parts
+            .extensions
+            .remove::<hyper::upgrade::OnUpgrade>()
+            .zip(protocol)
+    } else {
+        None
+    };
     headers::strip_hop_by_hop(&mut parts.headers);
+    if let Some((_, protocol)) = &upgrade {
+        tunnel::ask_upgrade(&mut parts.headers, protocol.clone());
+    }
     headers::add_forwarded(
         &mut parts.headers,
         conn.client.ip(),
@@ -285,9 +299,26 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
             record.upstream = Some(ex.node);
             record.upstream_latency = Some(asked.elapsed());
             let (mut head, body) = ex.response.into_parts();
-            headers::strip_hop_by_hop(&mut head.headers);
-            let body = ResponseBody::Proxied(IdleTimeout::new(body, timeouts.read));
-            Response::from_parts(head, body)
+            let switching = head.status == http::StatusCode::SWITCHING_PROTOCOLS;
+            let upstream_side = head.extensions.remove::<hyper::upgrade::OnUpgrade>();
+            match (switching, upgrade, upstream_side) {
+                (false, _, _) => {
+                    headers::strip_hop_by_hop(&mut head.headers);
+                    let body = ResponseBody::Proxied(IdleTimeout::new(body, timeouts.read));
+                    Response::from_parts(head, body)
+                }
+                (true, Some((client_side, protocol)), Some(upstream_side)) => {
+                    tunnel::spawn(client_side, upstream_side, timeouts.read);
+                    headers::strip_hop_by_hop(&mut head.headers);
+                    tunnel::ask_upgrade(&mut head.headers, protocol);
+                    Response::from_parts(head, ResponseBody::local(bytes::Bytes::new()))
+                }
+                // A switch nobody asked for cannot be passed on: the client would be left half-upgraded.
+                (true, _, _) => {
+                    tracing::warn!(node = %ex.node, "upstream switched protocols unasked");
+                    ProxyError::UpstreamFailed.to_response()
+                }
+            }
         }
         Err(failed) => {
             record.upstream = failed.node;

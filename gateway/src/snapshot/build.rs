@@ -29,6 +29,8 @@ pub struct RouteEntry {
     pub traffic_split: Option<TrafficSplit>,
     /// The other natively served plugins' settings (`client-control`, ...).
     pub native: RouteNative,
+    /// `enable_websocket` (the route's, else its service's): upgrade requests are tunnelled.
+    pub websocket: bool,
 }
 
 impl RouteEntry {
@@ -191,6 +193,7 @@ impl Snapshot {
         struct ServiceParts {
             upstream: Option<Arc<UpstreamRuntime>>,
             plugins: Plugins,
+            websocket: Option<bool>,
         }
         let mut services = HashMap::new();
         for (id, v) in config.objects(ResourceKind::Services) {
@@ -214,7 +217,14 @@ impl Snapshot {
             b.traffic_split(&named, &plugins, &format!("services/{id}"), None)
                 .map_err(&ctx)?;
             RouteNative::compile(&plugins).map_err(&ctx)?;
-            services.insert(id.clone(), ServiceParts { upstream, plugins });
+            services.insert(
+                id.clone(),
+                ServiceParts {
+                    upstream,
+                    plugins,
+                    websocket: svc.enable_websocket,
+                },
+            );
         }
 
         let mut plugin_configs = HashMap::new();
@@ -307,6 +317,10 @@ impl Snapshot {
                 chain,
                 traffic_split,
                 native,
+                websocket: route
+                    .enable_websocket
+                    .or(service.and_then(|s| s.websocket))
+                    .unwrap_or(false),
             });
             if !route.enabled() {
                 continue;

@@ -25,3 +25,4 @@ mod streaming;
 mod tls;
 mod traffic_split;
 mod upstream_failures;
+mod websocket;
