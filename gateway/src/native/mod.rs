@@ -3,18 +3,25 @@
 //! - `traffic-split` chooses the upstream ([`crate::traffic_split`]);
 //! - `client-control` bounds the request body as it streams, before any upstream sees it
 //!   ([`client_control`]);
+//! - `gzip` and `brotli` transform the whole response stream after every plugin ([`compression`]);
 //!
 //! They are configured exactly as APISIX spells them, in the same `plugins` maps, and compiled with the
 //! snapshot into the route ([`RouteNative`]), never into the Wasm chain. Global rules may not carry them:
 //! each is a decision about one route's traffic.
 
 pub mod client_control;
+pub mod compression;
 
 use crate::config::{parse_resource, ConfigError, Plugins};
 use serde::de::DeserializeOwned;
 
 /// Every natively served plugin name.
-pub const NAMES: &[&str] = &[crate::traffic_split::NAME, client_control::NAME];
+pub const NAMES: &[&str] = &[
+    crate::traffic_split::NAME,
+    client_control::NAME,
+    compression::GZIP,
+    compression::BROTLI,
+];
 
 pub fn is_native(name: &str) -> bool {
     NAMES.contains(&name)
@@ -26,12 +33,15 @@ pub fn is_native(name: &str) -> bool {
 pub struct RouteNative {
     /// `client-control.max_body_size`: overrides the listener's body limit for this route.
     pub max_body_size: Option<u64>,
+    /// `gzip` / `brotli`.
+    pub compression: Option<compression::Compression>,
 }
 
 impl RouteNative {
     pub fn compile(plugins: &Plugins) -> Result<Self, ConfigError> {
         Ok(RouteNative {
             max_body_size: client_control::compile(plugins)?,
+            compression: compression::compile(plugins)?,
         })
     }
 }

@@ -160,6 +160,8 @@ pub enum ResponseBody {
     Phased(Box<super::phases::PhasedBody>),
     /// A proxied body teed into the response cache.
     Filling(Box<super::cache_fill::CacheFillBody>),
+    /// Any of the above, compressed on the way out.
+    Compressed(Box<super::compress::CompressBody>),
 }
 
 impl ResponseBody {
@@ -181,6 +183,7 @@ impl Body for ResponseBody {
             ResponseBody::Proxied(b) => Pin::new(b).poll_frame(cx),
             ResponseBody::Phased(b) => Pin::new(b.as_mut()).poll_frame(cx),
             ResponseBody::Filling(b) => Pin::new(b.as_mut()).poll_frame(cx),
+            ResponseBody::Compressed(b) => Pin::new(b.as_mut()).poll_frame(cx),
         }
     }
 
@@ -190,6 +193,7 @@ impl Body for ResponseBody {
             ResponseBody::Proxied(b) => b.is_end_stream(),
             ResponseBody::Phased(b) => b.is_end_stream(),
             ResponseBody::Filling(b) => b.is_end_stream(),
+            ResponseBody::Compressed(b) => b.is_end_stream(),
         }
     }
 
@@ -199,6 +203,7 @@ impl Body for ResponseBody {
             ResponseBody::Proxied(b) => b.size_hint(),
             ResponseBody::Phased(b) => b.size_hint(),
             ResponseBody::Filling(b) => b.size_hint(),
+            ResponseBody::Compressed(b) => b.size_hint(),
         }
     }
 }

@@ -8,6 +8,7 @@ mod access_log;
 mod body;
 mod cache_fill;
 mod client_body;
+mod compress;
 mod error;
 mod forward;
 mod framing;
@@ -22,6 +23,7 @@ pub use body::{ResponseBody, UpstreamRequestBody};
 pub use error::ProxyError;
 
 use crate::limits::ClientLimits;
+use crate::native::compression::{Accepted, Encoding};
 use crate::plugin::Phase;
 use crate::router::VarSource;
 use crate::snapshot::Live;
@@ -202,6 +204,12 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
         return local(ProxyError::BodyTooLarge, record);
     }
     let body = ClientBody::new(body, body_limit);
+    let encode = route
+        .native
+        .compression
+        .as_ref()
+        .filter(|_| parts.method != http::Method::HEAD)
+        .and_then(|c| c.choose(Accepted::parse(&parts.headers), parts.version));
 
     // request phases: rewrite, access
     let mut plugin_state = None;
@@ -228,13 +236,19 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
             match ran {
                 Ok(None) => {}
                 Ok(Some(r)) => {
-                    return respond(phases::plugin_response(r), record, Some((chains, st)));
+                    return respond(
+                        phases::plugin_response(r),
+                        record,
+                        Some((chains, st)),
+                        encode,
+                    );
                 }
                 Err(phases::Faulted) => {
                     return respond(
                         ProxyError::PluginFailed.to_response(),
                         record,
                         Some((chains, st)),
+                        encode,
                     );
                 }
             }
@@ -250,7 +264,12 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
     // upstream (traffic-split matches the request as the plugins left it)
     let vars = RequestVars::new(&parts, conn, host.as_ref().and_then(host_name));
     let Some((upstream, timeouts)) = route.upstream_for(&vars) else {
-        return respond(ProxyError::NoUpstream.to_response(), record, plugin_state);
+        return respond(
+            ProxyError::NoUpstream.to_response(),
+            record,
+            plugin_state,
+            encode,
+        );
     };
     let key = upstream.hash_on.as_ref().map(|on| hash_key(on, &vars));
     // A WebSocket route keeps the client's side of the upgrade and asks the upstream to switch too.
@@ -325,14 +344,16 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
             failed.error.to_response()
         }
     };
-    respond(resp, record, plugin_state)
+    respond(resp, record, plugin_state, encode)
 }
 
-/// Finishes a response: `header_filter`, then the access log and the `log` phase when the body is done.
+/// Finishes a response: `header_filter`, compression (after every plugin has seen the plain body), then
+/// the access log and the `log` phase when the body is done.
 fn respond(
     resp: Response<ResponseBody>,
     mut record: AccessRecord,
     plugins: Option<(phases::Chains, crate::plugin::RequestState)>,
+    encode: Option<&Encoding>,
 ) -> ProxyResponse {
     let resp = match plugins {
         None => resp,
@@ -378,11 +399,15 @@ fn respond(
             }
         }
     };
+    let resp = match encode {
+        Some(e) => compress::maybe(resp, e),
+        None => resp,
+    };
     record.status = resp.status();
     let (head, body) = resp.into_parts();
     Response::from_parts(head, Logged::new(body, record))
 }
 
 fn local(err: ProxyError, record: AccessRecord) -> ProxyResponse {
-    respond(err.to_response(), record, None)
+    respond(err.to_response(), record, None, None)
 }
