@@ -161,13 +161,7 @@ impl Upstream {
             }
         }
         match self.scheme() {
-            "http" | "https" => {}
-            "grpc" | "grpcs" => {
-                return Err(ConfigError::new(format!(
-                    "scheme: {:?} upstreams are not supported yet; use \"http\" or \"https\"",
-                    self.scheme()
-                )))
-            }
+            "http" | "https" | "grpc" | "grpcs" => {}
             other => {
                 return Err(ConfigError::new(format!(
                     "scheme: {other:?} is not one of \"http\", \"https\", \"grpc\", \"grpcs\""
@@ -214,7 +208,7 @@ impl Upstream {
                     "tls.client_cert_id: not supported yet; give tls.client_cert and tls.client_key",
                 ));
             }
-            if self.scheme() == "https" {
+            if matches!(self.scheme(), "https" | "grpcs") {
                 crate::tls::client_config(&tls.spec())
                     .map_err(|e| ConfigError::new(e.to_string()))?;
             }

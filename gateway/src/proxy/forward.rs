@@ -17,10 +17,10 @@ mod replay;
 use super::body::{upstream_body, IdleTimeout, UpstreamRequestBody};
 use super::client_body::{ClientBody, ClientBodyError};
 use super::error::ProxyError;
-use super::headers::upstream_host;
+use super::headers::{for_http2, upstream_host};
 use crate::balancer::Balancer;
 use crate::upstream::health::{Health, Observation, Source};
-use crate::upstream::{ConnPool, Dns, PooledConn, Timeouts, UpstreamRuntime};
+use crate::upstream::{ConnPool, Dns, PooledConn, Protocol, Timeouts, UpstreamRuntime};
 use http::header::{HeaderValue, HOST};
 use http::request::Parts;
 use http::{Request, Response};
@@ -278,10 +278,13 @@ async fn connect(
 async fn send(
     pool: &Arc<ConnPool<UpstreamRequestBody>>,
     mut conn: PooledConn<UpstreamRequestBody>,
-    request: Request<UpstreamRequestBody>,
+    mut request: Request<UpstreamRequestBody>,
     read_timer: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
 ) -> Attempt {
     let node = conn.addr;
+    if pool.protocol() == Protocol::Http2 {
+        for_http2(&mut request, pool.is_tls(), node);
+    }
     let outcome = tokio::select! {
         r = conn.sender.try_send_request(request) => r,
         () = read_timer => return Attempt::Fatal(ProxyError::UpstreamTimeout),

@@ -4,7 +4,7 @@
 use crate::config::{NodeEntry, PassHost};
 use crate::upstream::UpstreamRuntime;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
@@ -63,6 +63,31 @@ pub fn add_forwarded(
     }
 }
 
+/// Turns an origin-form HTTP/1.1 request into what an HTTP/2 upstream expects: `:scheme` and `:authority`
+/// (from the `Host` chosen for the node, which HTTP/2 carries as the authority), and `te: trailers`, which
+/// gRPC servers require and hop-by-hop stripping removed.
+pub fn for_http2(req: &mut http::Request<impl Sized>, tls: bool, node: SocketAddr) {
+    let authority = req
+        .headers_mut()
+        .remove(header::HOST)
+        .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok())
+        .or_else(|| http::uri::Authority::try_from(node.to_string()).ok());
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(if tls {
+        http::uri::Scheme::HTTPS
+    } else {
+        http::uri::Scheme::HTTP
+    });
+    parts.authority = authority;
+    parts.path_and_query = req.uri().path_and_query().cloned();
+    if let Ok(uri) = http::Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+    }
+    *req.version_mut() = http::Version::HTTP_2;
+    req.headers_mut()
+        .insert(header::TE, HeaderValue::from_static("trailers"));
+}
+
 /// The `Host` to send upstream for `node`: the client's, the node's, or the configured rewrite.
 pub fn upstream_host(
     up: &UpstreamRuntime,
@@ -76,12 +101,11 @@ pub fn upstream_host(
             .or_else(|| HeaderValue::from_str(&node.authority()).ok()),
         PassHost::Rewrite => up.upstream_host.clone(),
         PassHost::Node => {
-            let default_port = if up.source.get("scheme").and_then(|s| s.as_str()) == Some("https")
-            {
-                443
-            } else {
-                80
-            };
+            let tls = matches!(
+                up.source.get("scheme").and_then(|s| s.as_str()),
+                Some("https" | "grpcs")
+            );
+            let default_port = if tls { 443 } else { 80 };
             let text = if node.port == default_port {
                 node.host.clone()
             } else {

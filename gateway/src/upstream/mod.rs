@@ -11,5 +11,5 @@ mod pool;
 mod runtime;
 
 pub use dns::Dns;
-pub use pool::{ConnPool, ConnectError, PoolSettings, PoolTls, PooledConn};
+pub use pool::{ConnPool, ConnectError, PoolSettings, PoolTls, PooledConn, Protocol};
 pub use runtime::{HashOn, Timeouts, UpstreamRuntime};

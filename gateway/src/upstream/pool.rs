@@ -7,15 +7,22 @@
 //! only once hyper reports it ready again, i.e. after the previous response body was fully read, so a
 //! half-read connection is never handed to another request.
 //!
-//! For `scheme: "https"` the pool also runs the TLS handshake ([`PoolTls`]). Idle connections are keyed by
+//! HTTP/2 upstreams (`scheme: "grpc"`, h2c with prior knowledge, and `"grpcs"`, TLS with ALPN `h2`) need no
+//! such pool: one connection per node multiplexes every request, so the pool keeps that one connection
+//! ([`Protocol::Http2`]) and hands out clones of its sender until the connection closes; `keepalive_pool`
+//! does not apply to them.
+//!
+//! For `scheme: "https"` / `"grpcs"` the pool also runs the TLS handshake ([`PoolTls`]). Idle connections are keyed by
 //! node address *and* node index, so a connection opened with one node's server name (SNI, certificate
 //! identity) is never reused for another node that happens to resolve to the same address; and since a pool
 //! belongs to one upstream runtime, which is rebuilt when `scheme` or `tls` changes, TLS and plain connections
 //! never mix.
 
+use http::{Request, Response};
 use http_body::Body;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2, TrySendError};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use std::collections::HashMap;
@@ -68,15 +75,51 @@ pub enum ConnectError {
     },
 }
 
+/// The HTTP version a pool speaks to its nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http1,
+    Http2,
+}
+
+/// A connection's request sender, HTTP/1.1 (one request at a time) or HTTP/2 (multiplexed, shared).
+pub enum Sender<B> {
+    H1(http1::SendRequest<B>),
+    H2(http2::SendRequest<B>),
+}
+
+impl<B> Sender<B>
+where
+    B: Body + 'static,
+{
+    pub fn is_closed(&self) -> bool {
+        match self {
+            Sender::H1(s) => s.is_closed(),
+            Sender::H2(s) => s.is_closed(),
+        }
+    }
+
+    /// Sends `req`, or hands it back unsent when the connection turned out not to be usable.
+    pub async fn try_send_request(
+        &mut self,
+        req: Request<B>,
+    ) -> Result<Response<Incoming>, TrySendError<Request<B>>> {
+        match self {
+            Sender::H1(s) => s.try_send_request(req).await,
+            Sender::H2(s) => s.try_send_request(req).await,
+        }
+    }
+}
+
 struct IdleConn<B> {
-    sender: SendRequest<B>,
+    sender: http1::SendRequest<B>,
     since: Instant,
     uses: u32,
 }
 
 /// A connection checked out for one request.
 pub struct PooledConn<B> {
-    pub sender: SendRequest<B>,
+    pub sender: Sender<B>,
     pub addr: SocketAddr,
     /// Index of the node in the upstream's `nodes`.
     pub node: usize,
@@ -98,7 +141,10 @@ type PoolKey = (SocketAddr, usize);
 pub struct ConnPool<B> {
     settings: PoolSettings,
     tls: Option<PoolTls>,
+    protocol: Protocol,
     idle: Mutex<HashMap<PoolKey, Vec<IdleConn<B>>>>,
+    /// HTTP/2: the one connection per node, shared by every request.
+    shared: Mutex<HashMap<PoolKey, http2::SendRequest<B>>>,
     opened: AtomicU64,
 }
 
@@ -109,15 +155,17 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     pub fn new(settings: PoolSettings) -> Arc<Self> {
-        Self::with_tls(settings, None)
+        Self::with_tls(settings, None, Protocol::Http1)
     }
 
-    /// A pool whose connections speak TLS when `tls` is given.
-    pub fn with_tls(settings: PoolSettings, tls: Option<PoolTls>) -> Arc<Self> {
+    /// A pool speaking `protocol`, over TLS when `tls` is given.
+    pub fn with_tls(settings: PoolSettings, tls: Option<PoolTls>, protocol: Protocol) -> Arc<Self> {
         let pool = Arc::new(ConnPool {
             settings,
             tls,
+            protocol,
             idle: Mutex::new(HashMap::new()),
+            shared: Mutex::new(HashMap::new()),
             opened: AtomicU64::new(0),
         });
         spawn_sweeper(Arc::downgrade(&pool), settings.idle_timeout);
@@ -138,8 +186,24 @@ where
         self.tls.is_some()
     }
 
-    /// A ready idle connection to node `node` at `addr`, if one is fresh enough.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// A ready connection to node `node` at `addr`: an idle HTTP/1.1 one fresh enough, or the node's open
+    /// HTTP/2 connection.
     pub fn checkout(&self, addr: SocketAddr, node: usize) -> Option<PooledConn<B>> {
+        if self.protocol == Protocol::Http2 {
+            let shared = self.shared.lock().ok()?;
+            let sender = shared.get(&(addr, node)).filter(|s| !s.is_closed())?;
+            return Some(PooledConn {
+                sender: Sender::H2(sender.clone()),
+                addr,
+                node,
+                reused: true,
+                uses: 0,
+            });
+        }
         let mut idle = self.idle.lock().ok()?;
         let list = idle.get_mut(&(addr, node))?;
         while let Some(conn) = list.pop() {
@@ -148,7 +212,7 @@ where
                 && conn.sender.is_ready()
             {
                 return Some(PooledConn {
-                    sender: conn.sender,
+                    sender: Sender::H1(conn.sender),
                     addr,
                     node,
                     reused: true,
@@ -177,7 +241,7 @@ where
         let _ = stream.set_nodelay(true);
         let sender =
             match &self.tls {
-                None => handshake(addr, stream).await?,
+                None => handshake(addr, stream, self.protocol).await?,
                 Some(tls) => {
                     let name = tls
                         .names
@@ -193,10 +257,13 @@ where
                             Ok(Err(source)) => return Err(ConnectError::Tls { addr, source }),
                             Ok(Ok(s)) => s,
                         };
-                    handshake(addr, stream).await?
+                    handshake(addr, stream, self.protocol).await?
                 }
             };
         self.opened.fetch_add(1, Ordering::Relaxed);
+        if let (Sender::H2(s), Ok(mut shared)) = (&sender, self.shared.lock()) {
+            shared.insert((addr, node), s.clone());
+        }
         Ok(PooledConn {
             sender,
             addr,
@@ -208,19 +275,23 @@ where
 
     /// Hands a connection back once its response has been read; retired if it hit `max_requests`, the pool
     /// for that node is full, or it never becomes ready (the body was abandoned or the peer closed).
+    /// HTTP/2 connections stay shared and need no handing back.
     pub fn release(self: &Arc<Self>, conn: PooledConn<B>) {
         if conn.uses >= self.settings.max_requests || self.settings.size == 0 {
             return;
         }
+        let PooledConn {
+            sender,
+            addr,
+            node,
+            uses,
+            ..
+        } = conn;
+        let Sender::H1(mut sender) = sender else {
+            return;
+        };
         let pool = Arc::clone(self);
         tokio::spawn(async move {
-            let PooledConn {
-                mut sender,
-                addr,
-                node,
-                uses,
-                ..
-            } = conn;
             if sender.ready().await.is_err() {
                 return;
             }
@@ -249,14 +320,34 @@ where
     }
 }
 
-/// HTTP/1.1 over an established stream; the connection task runs until the peer or the pool drops it.
-async fn handshake<B, I>(addr: SocketAddr, io: I) -> Result<SendRequest<B>, ConnectError>
+/// HTTP/1.1 or HTTP/2 over an established stream; the connection task runs until the peer or the pool
+/// drops it.
+async fn handshake<B, I>(
+    addr: SocketAddr,
+    io: I,
+    protocol: Protocol,
+) -> Result<Sender<B>, ConnectError>
 where
     B: Body + Send + Unpin + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
+    if protocol == Protocol::Http2 {
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_timeout(Duration::from_secs(20))
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|source| ConnectError::Handshake { addr, source })?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%addr, error = %e, "upstream HTTP/2 connection closed with error");
+            }
+        });
+        return Ok(Sender::H2(sender));
+    }
     let (sender, conn) = http1::Builder::new()
         .handshake(TokioIo::new(io))
         .await
@@ -267,7 +358,7 @@ where
             tracing::debug!(%addr, error = %e, "upstream connection closed with error");
         }
     });
-    Ok(sender)
+    Ok(Sender::H1(sender))
 }
 
 /// Closes idle connections once they pass `idle_timeout`, so upstreams are not held open forever by a

@@ -1,7 +1,7 @@
 //! The live form of one upstream config: parsed once when the snapshot is built, then only read.
 
 use super::health::Health;
-use super::pool::{ConnPool, PoolSettings, PoolTls};
+use super::pool::{ConnPool, PoolSettings, PoolTls, Protocol};
 use crate::balancer::{Balancer, Kind, NodeSpec};
 use crate::config::{ConfigError, NodeEntry, PassHost, Timeout, Upstream};
 use crate::proxy::UpstreamRequestBody;
@@ -132,10 +132,13 @@ impl UpstreamRuntime {
                     .map_or(defaults.idle_timeout, Duration::from_secs_f64),
                 max_requests: p.requests.unwrap_or(defaults.max_requests),
             });
-        let tls = if up.scheme() == "https" {
-            Some(pool_tls(up, &nodes)?)
-        } else {
-            None
+        let protocol = match up.scheme() {
+            "grpc" | "grpcs" => Protocol::Http2,
+            _ => Protocol::Http1,
+        };
+        let tls = match up.scheme() {
+            "https" | "grpcs" => Some(pool_tls(up, &nodes, protocol)?),
+            _ => None,
         };
         let retries = match up.retries {
             Some(r) => r as usize,
@@ -167,7 +170,7 @@ impl UpstreamRuntime {
             hash_on,
             balancer,
             nodes,
-            pool: ConnPool::with_tls(pool, tls),
+            pool: ConnPool::with_tls(pool, tls, protocol),
         })
     }
 
@@ -185,7 +188,12 @@ impl UpstreamRuntime {
 /// TLS for an `https` upstream: its client config and, per node, the name the node's certificate must carry:
 /// `upstream_host` (without port) under `pass_host: rewrite`, else the node's host (an IP literal is then
 /// verified against the certificate's IP addresses and sends no SNI).
-fn pool_tls(up: &Upstream, nodes: &[NodeEntry]) -> Result<PoolTls, ConfigError> {
+/// TLS towards the nodes, offering by ALPN the one protocol the pool speaks.
+fn pool_tls(
+    up: &Upstream,
+    nodes: &[NodeEntry],
+    protocol: Protocol,
+) -> Result<PoolTls, ConfigError> {
     let spec = up
         .tls
         .as_ref()
@@ -195,7 +203,13 @@ fn pool_tls(up: &Upstream, nodes: &[NodeEntry]) -> Result<PoolTls, ConfigError> 
             client_cert: None,
             client_key: None,
         });
-    let config = crate::tls::client_config(&spec).map_err(|e| ConfigError::new(e.to_string()))?;
+    let mut config =
+        crate::tls::client_config(&spec).map_err(|e| ConfigError::new(e.to_string()))?;
+    if protocol == Protocol::Http2 {
+        let mut h2 = (*config).clone();
+        h2.alpn_protocols = vec![b"h2".to_vec()];
+        config = Arc::new(h2);
+    }
     let rewrite = match (up.pass_host()?, up.upstream_host.as_deref()) {
         (PassHost::Rewrite, Some(h)) => Some(strip_port(h)),
         _ => None,

@@ -13,6 +13,7 @@ mod builtin_traffic;
 mod cli;
 mod compression;
 mod config_swap;
+mod grpc;
 mod harness;
 mod health_checks;
 mod keepalive;
