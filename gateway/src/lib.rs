@@ -7,7 +7,8 @@
 //! Configuration enters through [`admin`], is typed by [`config`], persisted by [`store`] and compiled
 //! into the immutable [`snapshot`] the request path reads; [`catalog`] turns each `plugins` map entry into a
 //! configured plugin once per config version. [`tls`] terminates HTTPS (certificates from `ssls`)
-//! and originates TLS to `https` upstreams. [`traffic_split`] is the one APISIX plugin served natively,
+//! and originates TLS to `https` upstreams. [`cluster`] keeps a node's snapshot in step with an etcd store
+//! shared by several nodes. [`traffic_split`] is the one APISIX plugin served natively,
 //! because it chooses the upstream.
 
 pub mod admin;
@@ -16,6 +17,7 @@ pub mod builtins;
 pub mod catalog;
 pub mod chain;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod consumers;
 pub mod logging;

@@ -11,6 +11,7 @@ mod builtin_cache;
 mod builtin_limits;
 mod builtin_traffic;
 mod cli;
+mod cluster_etcd;
 mod config_swap;
 mod harness;
 mod health_checks;
