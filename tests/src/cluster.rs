@@ -441,10 +441,61 @@ impl Redis {
         raw_command(self.port, self.password.as_deref(), args)
             .unwrap_or_else(|e| panic!("redis {args:?}: {e}"))
     }
+
+    /// [`Self::command`] in database `db`.
+    pub fn command_in(&self, db: u32, args: &[&str]) -> String {
+        let select = db.to_string();
+        let reply = raw_commands(
+            self.port,
+            self.password.as_deref(),
+            &[&["SELECT", &select], args],
+        )
+        .unwrap_or_else(|e| panic!("redis {args:?}: {e}"));
+        reply
+            .split_once("\r\n")
+            .map_or(reply.clone(), |(_, r)| r.to_string())
+    }
+
+    /// SIGSTOP: connections stay open but nothing answers (what a hung server looks like).
+    pub fn pause(&self) {
+        self.proc.signal(SIGSTOP);
+    }
+
+    /// SIGCONT after [`Self::pause`].
+    pub fn resume(&self) {
+        self.proc.signal(SIGCONT);
+    }
+}
+
+extern "C" {
+    fn kill(pid: i32, sig: i32) -> i32;
+}
+const SIGCONT: i32 = 18;
+const SIGSTOP: i32 = 19;
+
+impl Proc {
+    fn signal(&self, sig: i32) {
+        if let Some(c) = &self.child {
+            // SAFETY: kill(2) on our own child's pid; no memory is touched.
+            unsafe {
+                kill(c.id() as i32, sig);
+            }
+        }
+    }
 }
 
 /// One RESP exchange on a fresh connection (AUTH first when there is a password).
 fn raw_command(port: u16, password: Option<&str>, args: &[&str]) -> std::io::Result<String> {
+    raw_commands(port, password, &[args])
+}
+
+/// Several commands on one fresh connection (AUTH first when there is a password); the raw replies of
+/// all of them but AUTH.
+fn raw_commands(
+    port: u16,
+    password: Option<&str>,
+    commands: &[&[&str]],
+) -> std::io::Result<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(2)))?;
     let encode = |args: &[&str]| {
@@ -458,7 +509,9 @@ fn raw_command(port: u16, password: Option<&str>, args: &[&str]) -> std::io::Res
     if let Some(p) = password {
         request.push_str(&encode(&["AUTH", p]));
     }
-    request.push_str(&encode(args));
+    for args in commands {
+        request.push_str(&encode(args));
+    }
     s.write_all(request.as_bytes())?;
     s.shutdown(std::net::Shutdown::Write)?;
     let mut reply = String::new();

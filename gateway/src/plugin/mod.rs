@@ -99,7 +99,8 @@
 //!
 //! ## Files
 //! `bindings` (the only `bindgen!`), `engine` (config, limits, ticker, linker), `host` (store data and the
-//! imports), `services` (traits + in-process impls), `response_cache` (the cache store with fill locks),
+//! imports), `services` (traits + in-process impls), `shared_store` (the `shared` import on Redis),
+//! `io_runtime` (the runtime imports that do network I/O run on), `response_cache` (the cache store with fill locks),
 //! `bounded_map` (the byte-bounded TTL map under kv and cache), `registry` (load, pool, configure, call),
 //! `validate` (upload checks), `artifact` (compiled-artifact cache), `state` (request state, decisions),
 //! `fault` (errors), `metrics` (per-plugin counters).
@@ -109,10 +110,12 @@ mod bounded_map;
 pub mod engine;
 pub mod fault;
 mod host;
+mod io_runtime;
 pub mod metrics;
 pub mod registry;
 mod response_cache;
 pub mod services;
+pub mod shared_store;
 pub mod state;
 pub mod validate;
 

@@ -12,6 +12,7 @@ mod builtin_limits;
 mod builtin_traffic;
 mod cli;
 mod cluster_etcd;
+mod cluster_redis;
 mod config_swap;
 mod harness;
 mod health_checks;
