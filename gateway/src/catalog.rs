@@ -118,10 +118,10 @@ impl Catalog {
         Ok(p)
     }
 
-    /// Built into the binary: an embedded Wasm plugin, or the native `traffic-split`. Uploads may not
-    /// take these names (an upload named `traffic-split` would never run).
+    /// Built into the binary: an embedded Wasm plugin, or a natively served one. Uploads may not take
+    /// these names (an upload named `traffic-split` would never run).
     pub fn is_builtin(&self, name: &str) -> bool {
-        crate::builtins::component(name).is_some() || name == crate::traffic_split::NAME
+        crate::builtins::component(name).is_some() || crate::native::is_native(name)
     }
 
     pub fn registry(&self) -> &PluginRegistry {
@@ -149,7 +149,7 @@ impl Catalog {
             .iter()
             .map(|p| p.name().to_string())
             .chain(crate::builtins::names().map(str::to_string))
-            .chain([crate::traffic_split::NAME.to_string()])
+            .chain(crate::native::NAMES.iter().map(|n| n.to_string()))
             .collect();
         names.sort();
         names.dedup();

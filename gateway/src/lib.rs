@@ -7,9 +7,10 @@
 //! Configuration enters through [`admin`], is typed by [`config`], persisted by [`store`] and compiled
 //! into the immutable [`snapshot`] the request path reads; [`catalog`] turns each `plugins` map entry into a
 //! configured plugin once per config version. [`tls`] terminates HTTPS (certificates from `ssls`)
-//! and originates TLS to `https` upstreams. [`cluster`] keeps a node's snapshot in step with an etcd store
-//! shared by several nodes. [`traffic_split`] is the one APISIX plugin served natively,
-//! because it chooses the upstream.
+//! and originates TLS to `https` upstreams. [`native`] lists the APISIX plugins served natively rather than
+//! as Wasm ([`traffic_split`] chooses the upstream; `client-control` bounds the body as it streams), and
+//! [`limits`] what a client may send and for how long, with the reasons for each default. [`cluster`] keeps
+//! a node's snapshot in step with an etcd store shared by several nodes.
 
 pub mod admin;
 pub mod balancer;
@@ -20,8 +21,10 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod consumers;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod native;
 pub mod plugin;
 pub mod proxy;
 pub mod request_vars;

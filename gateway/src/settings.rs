@@ -4,6 +4,8 @@
 //! the file only fills what neither gave, so one file can hold a deployment's settings while a single
 //! flag or variable still overrides it.
 
+use crate::limits::ClientLimits;
+use bytesize::ByteSize;
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -65,6 +67,33 @@ pub struct ServeArgs {
     /// beyond it [default: 256]
     #[arg(long, env = "SLUICE_CACHE_SIZE", value_name = "MIB")]
     pub cache_size: Option<usize>,
+    /// Largest request head (request line and headers) a client may send; beyond it, 431. Sizes take
+    /// units: `60KiB`, `1MiB`, or plain bytes [default: 60KiB]
+    #[arg(long, env = "SLUICE_MAX_HEADER_SIZE", value_name = "SIZE")]
+    pub max_header_size: Option<ByteSize>,
+    /// Most header fields in one request; beyond it, 431 [default: 100]
+    #[arg(long, env = "SLUICE_MAX_HEADERS", value_name = "N")]
+    pub max_headers: Option<usize>,
+    /// Longest request URI (path and query); beyond it, 414 [default: 8KiB]
+    #[arg(long, env = "SLUICE_MAX_URI_SIZE", value_name = "SIZE")]
+    pub max_uri_size: Option<ByteSize>,
+    /// Largest request body; beyond it, 413 (a route may set its own with the `client-control` plugin)
+    /// [default: 1GiB]
+    #[arg(long, env = "SLUICE_MAX_BODY_SIZE", value_name = "SIZE")]
+    pub max_body_size: Option<ByteSize>,
+    /// Seconds a client has to send a whole request head (slowloris guard); also how long an HTTP/1.1
+    /// keep-alive connection waits for its next request [default: 30]
+    #[arg(long, env = "SLUICE_HEADER_READ_TIMEOUT", value_name = "SECS")]
+    pub header_read_timeout: Option<f64>,
+    /// Seconds a connection may stay open with no request in flight [default: 60]
+    #[arg(long, env = "SLUICE_IDLE_TIMEOUT", value_name = "SECS")]
+    pub idle_timeout: Option<f64>,
+    /// Open client connections per proxy listener; past it new ones are closed at once [default: 16384]
+    #[arg(long, env = "SLUICE_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Concurrent streams per HTTP/2 client connection [default: 128]
+    #[arg(long, env = "SLUICE_H2_MAX_CONCURRENT_STREAMS", value_name = "N")]
+    pub h2_max_concurrent_streams: Option<u32>,
 }
 
 /// The config file: the same names as the flags.
@@ -83,6 +112,14 @@ struct FileSettings {
     shutdown_timeout: Option<f64>,
     workers: Option<usize>,
     cache_size: Option<usize>,
+    max_header_size: Option<ByteSize>,
+    max_headers: Option<usize>,
+    max_uri_size: Option<ByteSize>,
+    max_body_size: Option<ByteSize>,
+    header_read_timeout: Option<f64>,
+    idle_timeout: Option<f64>,
+    max_connections: Option<usize>,
+    h2_max_concurrent_streams: Option<u32>,
 }
 
 /// Fully resolved settings.
@@ -101,6 +138,94 @@ pub struct Settings {
     pub workers: Option<usize>,
     /// Response cache bound in bytes.
     pub cache_bytes: usize,
+    pub limits: ClientLimits,
+}
+
+/// A number of seconds that must be finite and positive.
+fn seconds(name: &str, value: Option<f64>, default: Duration) -> anyhow::Result<Duration> {
+    let Some(v) = value else {
+        return Ok(default);
+    };
+    anyhow::ensure!(
+        v.is_finite() && v > 0.0,
+        "{name} must be a number of seconds > 0, got {v}"
+    );
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// A count or size that must lie in `range`.
+fn bounded<T: PartialOrd + std::fmt::Display + Copy>(
+    name: &str,
+    value: Option<T>,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> anyhow::Result<T> {
+    let v = value.unwrap_or(default);
+    anyhow::ensure!(
+        range.contains(&v),
+        "{name} must be between {} and {}, got {v}",
+        range.start(),
+        range.end()
+    );
+    Ok(v)
+}
+
+impl ServeArgs {
+    /// The client limits, each from flag, environment, file or default, checked for sense.
+    fn limits(&self, file: &FileSettings) -> anyhow::Result<ClientLimits> {
+        let d = ClientLimits::default();
+        let size =
+            |flag: Option<ByteSize>, file: Option<ByteSize>| flag.or(file).map(|b| b.as_u64());
+        let head = size(self.max_header_size, file.max_header_size);
+        let uri = size(self.max_uri_size, file.max_uri_size);
+        let body = size(self.max_body_size, file.max_body_size);
+        let head = bounded(
+            "max_header_size",
+            head,
+            d.max_head_bytes as u64,
+            1024..=(1 << 20),
+        )?;
+        Ok(ClientLimits {
+            // hyper's read buffer cannot be smaller than 8 KiB, and a head limit below 1 KiB refuses real clients.
+            max_head_bytes: usize::try_from(head)?,
+            max_headers: bounded(
+                "max_headers",
+                self.max_headers.or(file.max_headers),
+                d.max_headers,
+                1..=10_000,
+            )?,
+            max_uri_bytes: usize::try_from(bounded(
+                "max_uri_size",
+                uri,
+                d.max_uri_bytes as u64,
+                64..=head,
+            )?)?,
+            max_body_bytes: bounded("max_body_size", body, d.max_body_bytes, 1..=u64::MAX)?,
+            header_read_timeout: seconds(
+                "header_read_timeout",
+                self.header_read_timeout.or(file.header_read_timeout),
+                d.header_read_timeout,
+            )?,
+            idle_timeout: seconds(
+                "idle_timeout",
+                self.idle_timeout.or(file.idle_timeout),
+                d.idle_timeout,
+            )?,
+            max_connections: bounded(
+                "max_connections",
+                self.max_connections.or(file.max_connections),
+                d.max_connections,
+                1..=1 << 24,
+            )?,
+            h2_max_concurrent_streams: bounded(
+                "h2_max_concurrent_streams",
+                self.h2_max_concurrent_streams
+                    .or(file.h2_max_concurrent_streams),
+                d.h2_max_concurrent_streams,
+                1..=10_000,
+            )?,
+        })
+    }
 }
 
 fn addr(s: &str) -> SocketAddr {
@@ -132,6 +257,7 @@ impl ServeArgs {
             (1..=1 << 20).contains(&cache_mib),
             "cache_size must be between 1 and 1048576 MiB, got {cache_mib}"
         );
+        let limits = self.limits(&file)?;
         Ok(Settings {
             data_dir: self
                 .data_dir
@@ -169,6 +295,7 @@ impl ServeArgs {
             shutdown_timeout: Duration::from_secs_f64(shutdown),
             workers: self.workers.or(file.workers).filter(|n| *n > 0),
             cache_bytes: cache_mib << 20,
+            limits,
         })
     }
 }

@@ -36,6 +36,7 @@ mod metrics;
 mod origin;
 mod pattern;
 mod plugins;
+mod raw;
 pub mod tls;
 mod util;
 
@@ -48,6 +49,7 @@ pub use metrics::Scrape;
 pub use origin::{origin, Origin, OriginBuilder, Record};
 pub use pattern::{pattern_stream, PatternCheck, PATTERN_PERIOD};
 pub use plugins::plugin_wasm;
+pub use raw::{parse_responses, raw, read_exchange, RawExchange, RawResponse};
 pub use util::{blackhole, closed_port, eventually, nodes, upstream, Blackhole};
 
 pub use serde_json::{json, Value};

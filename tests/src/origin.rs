@@ -172,7 +172,8 @@ impl OriginBuilder {
                 conns.spawn(async move {
                     let svc = service_fn(move |req| handle(st.clone(), conn, req));
                     let mut http = hyper::server::conn::http1::Builder::new();
-                    http.keep_alive(keep_alive);
+                    // Far above the gateway's own limits, so a limit test hears the gateway's answer.
+                    http.keep_alive(keep_alive).max_headers(1000);
                     if let Some(d) = idle_close {
                         http.timer(hyper_util::rt::TokioTimer::new())
                             .header_read_timeout(d);
@@ -227,6 +228,8 @@ pub struct Record {
     pub body_len: u64,
     /// The body matched the test pattern (trivially true for an empty body).
     pub body_intact: bool,
+    /// The body ended as framed; false when the sender broke off mid-body (a connection reset, bad framing).
+    pub body_complete: bool,
     /// Which accepted TCP connection (0, 1, ...) carried it.
     pub conn: u64,
 }
@@ -345,6 +348,7 @@ async fn handle(
 
     let (parts, mut body) = req.into_parts();
     let mut check = PatternCheck::new();
+    let mut body_complete = true;
     while let Some(frame) = body.frame().await {
         match frame {
             Ok(f) => {
@@ -352,7 +356,10 @@ async fn handle(
                     check.update(d);
                 }
             }
-            Err(_) => break,
+            Err(_) => {
+                body_complete = false;
+                break;
+            }
         }
     }
     let rec = Record {
@@ -362,6 +369,7 @@ async fn handle(
         headers: parts.headers.clone(),
         body_len: check.len,
         body_intact: check.intact(),
+        body_complete,
         conn,
     };
     st.records.lock().unwrap().push(rec.clone());

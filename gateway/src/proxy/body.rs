@@ -37,14 +37,14 @@ struct ProgressInner {
 }
 
 impl Progress {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Progress(std::sync::Arc::new(ProgressInner {
             base: Instant::now(),
             last: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
-    fn touch(&self) {
+    pub(super) fn touch(&self) {
         let ns = u64::try_from(self.0.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.0.last.store(ns, std::sync::atomic::Ordering::Relaxed);
     }
@@ -204,7 +204,7 @@ impl Body for ResponseBody {
 }
 
 /// Boxes the client's request body for the upstream connection, keeping its idle timeout.
-pub fn upstream_body(body: IdleTimeout<hyper::body::Incoming>) -> UpstreamRequestBody {
+pub fn upstream_body(body: IdleTimeout<super::client_body::ClientBody>) -> UpstreamRequestBody {
     body.boxed_unsync()
 }
 

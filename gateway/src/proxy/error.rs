@@ -21,6 +21,18 @@ pub enum ProxyError {
     UpstreamFailed,
     /// A plugin trapped, overran its deadline or its memory (details are in the log, not the body).
     PluginFailed,
+    /// Framing a proxy must not forward (see `framing.rs`).
+    AmbiguousFraming,
+    /// The request body's framing broke mid-stream (or the client went away while sending it).
+    BrokenBody,
+    /// The body is over the route's (or the listener's) limit.
+    BodyTooLarge,
+    /// Path and query are over `--max-uri-size`.
+    UriTooLong,
+    /// More header fields than `--max-headers`.
+    TooManyHeaders,
+    /// An HTTP/1.1 head over `--max-header-size`.
+    HeadTooLarge,
 }
 
 impl ProxyError {
@@ -32,7 +44,27 @@ impl ProxyError {
             ProxyError::UpstreamUnreachable | ProxyError::UpstreamFailed => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::PluginFailed => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::AmbiguousFraming | ProxyError::BrokenBody => StatusCode::BAD_REQUEST,
+            ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::UriTooLong => StatusCode::URI_TOO_LONG,
+            ProxyError::TooManyHeaders | ProxyError::HeadTooLarge => {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            }
         }
+    }
+
+    /// The client caused it: no upstream is blamed (no retry, no passive health-check failure).
+    pub fn is_client_fault(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::AmbiguousFraming | ProxyError::BrokenBody | ProxyError::BodyTooLarge
+        )
+    }
+
+    /// The answer leaves request bytes unread or untrustworthy, so the connection must not carry another
+    /// request: anything still on it could be parsed as one.
+    fn closes_connection(&self) -> bool {
+        self.is_client_fault()
     }
 
     pub fn message(&self) -> &'static str {
@@ -46,6 +78,17 @@ impl ProxyError {
                 "504 Gateway Timeout: the upstream did not answer in time"
             }
             ProxyError::PluginFailed => "500 Internal Server Error",
+            ProxyError::AmbiguousFraming => {
+                "400 Bad Request: ambiguous message framing (Transfer-Encoding/Content-Length)"
+            }
+            ProxyError::BrokenBody => {
+                "400 Bad Request: the request body is malformed or incomplete"
+            }
+            ProxyError::BodyTooLarge => "413 Request Entity Too Large",
+            ProxyError::UriTooLong => "414 Request-URI Too Large",
+            ProxyError::TooManyHeaders | ProxyError::HeadTooLarge => {
+                "431 Request Header Fields Too Large"
+            }
         }
     }
 
@@ -57,6 +100,10 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if self.closes_connection() {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         resp
     }
 }

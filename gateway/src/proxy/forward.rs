@@ -15,6 +15,7 @@
 mod replay;
 
 use super::body::{upstream_body, IdleTimeout, UpstreamRequestBody};
+use super::client_body::{ClientBody, ClientBodyError};
 use super::error::ProxyError;
 use super::headers::upstream_host;
 use crate::balancer::Balancer;
@@ -59,7 +60,7 @@ pub struct Forward<'a> {
 }
 
 impl Forward<'_> {
-    pub async fn run(self, parts: Parts, body: Incoming) -> Result<Exchanged, Failed> {
+    pub async fn run(self, parts: Parts, body: ClientBody) -> Result<Exchanged, Failed> {
         let up = self.upstream;
         let replay = Replay::capture(
             &parts,
@@ -153,6 +154,14 @@ impl Forward<'_> {
                         flight.finish(true);
                         observe(up, idx, Observation::Status(ex.response.status().as_u16()));
                         return Ok(ex);
+                    }
+                    Attempt::Fatal(error) if error.is_client_fault() => {
+                        // The client's body failed, not the node: nothing to retry or hold against it.
+                        flight.finish(true);
+                        return Err(Failed {
+                            error,
+                            node: Some(addr),
+                        });
                     }
                     Attempt::Fatal(error) => {
                         flight.finish(false);
@@ -284,12 +293,17 @@ async fn send(
         }
         Err(mut e) => {
             let err = e.error();
-            tracing::warn!(node = %node, error = %err, "upstream exchange failed");
-            let kind = if is_timeout(err) {
-                ProxyError::UpstreamTimeout
-            } else {
-                ProxyError::UpstreamFailed
+            let kind = match client_body_error(err) {
+                Some(ClientBodyError::TooLarge { .. }) => ProxyError::BodyTooLarge,
+                Some(ClientBodyError::Broken(_)) => ProxyError::BrokenBody,
+                None if is_timeout(err) => ProxyError::UpstreamTimeout,
+                None => ProxyError::UpstreamFailed,
             };
+            if kind.is_client_fault() {
+                tracing::info!(node = %node, error = %err, "request body refused while streaming upstream");
+            } else {
+                tracing::warn!(node = %node, error = %err, "upstream exchange failed");
+            }
             match e.take_message() {
                 Some(back) => Attempt::Unsent(back, ProxyError::UpstreamUnreachable),
                 None => Attempt::Fatal(kind),
@@ -298,14 +312,24 @@ async fn send(
     }
 }
 
-/// A body that stalled past its idle timeout surfaces as a hyper body error wrapping ours.
-fn is_timeout(err: &hyper::Error) -> bool {
+/// The first error of type `E` in `err`'s source chain: our body errors surface wrapped in hyper's.
+fn find_source<E: std::error::Error + 'static>(err: &hyper::Error) -> Option<&E> {
     let mut source = std::error::Error::source(err);
     while let Some(s) = source {
-        if s.is::<super::body::BodyTimeout>() {
-            return true;
+        if let Some(found) = s.downcast_ref::<E>() {
+            return Some(found);
         }
         source = s.source();
     }
-    false
+    None
+}
+
+/// A body that stalled past its idle timeout.
+fn is_timeout(err: &hyper::Error) -> bool {
+    find_source::<super::body::BodyTimeout>(err).is_some()
+}
+
+/// The client's own body failed (over the limit, broken framing) while it streamed upstream.
+fn client_body_error(err: &hyper::Error) -> Option<&ClientBodyError> {
+    find_source::<ClientBodyError>(err)
 }

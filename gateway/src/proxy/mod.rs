@@ -7,23 +7,28 @@
 mod access_log;
 mod body;
 mod cache_fill;
+mod client_body;
 mod error;
 mod forward;
+mod framing;
 mod headers;
 mod path;
 mod phases;
 mod trace_context;
+mod tunnel;
 
 pub use crate::request_vars::RequestVars;
 pub use body::{ResponseBody, UpstreamRequestBody};
 pub use error::ProxyError;
 
+use crate::limits::ClientLimits;
 use crate::plugin::Phase;
 use crate::router::VarSource;
 use crate::snapshot::Live;
 use crate::upstream::{Dns, HashOn};
 use access_log::{AccessRecord, Logged};
 use body::IdleTimeout;
+use client_body::ClientBody;
 use http::header::{HeaderValue, HOST};
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -36,6 +41,7 @@ pub struct ProxyState {
     pub live: Arc<Live>,
     pub dns: Dns,
     pub metrics: Arc<crate::metrics::HttpMetrics>,
+    pub limits: ClientLimits,
 }
 
 /// Per-connection facts.
@@ -104,6 +110,39 @@ fn expand_template(template: &str, vars: &RequestVars<'_>) -> String {
     out
 }
 
+/// What the head alone already refuses, before routing: framing a proxy must not forward, and heads over
+/// the URI, header-count or head-size limits.
+fn refused_head(parts: &http::request::Parts, limits: &ClientLimits) -> Option<ProxyError> {
+    if framing::is_ambiguous(parts) {
+        return Some(ProxyError::AmbiguousFraming);
+    }
+    let uri_len = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+    if uri_len > limits.max_uri_bytes {
+        return Some(ProxyError::UriTooLong);
+    }
+    if parts.headers.len() > limits.max_headers {
+        return Some(ProxyError::TooManyHeaders);
+    }
+    // HTTP/2 header lists are bounded by the h2 layer (SETTINGS_MAX_HEADER_LIST_SIZE).
+    if parts.version < http::Version::HTTP_2 && head_size(parts, uri_len) > limits.max_head_bytes {
+        return Some(ProxyError::HeadTooLarge);
+    }
+    None
+}
+
+/// The size of an HTTP/1.1 head as written without optional whitespace: request line, `name: value` lines,
+/// blank line. hyper refuses heads that overflow its read buffer, which is sized to the limit, but the
+/// buffer may grow a little past it; this makes the boundary exact.
+fn head_size(parts: &http::request::Parts, uri_len: usize) -> usize {
+    let request_line = parts.method.as_str().len() + 1 + uri_len + " HTTP/1.1\r\n".len();
+    let fields: usize = parts
+        .headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + 2 + v.len() + 2)
+        .sum();
+    request_line + fields + 2
+}
+
 /// Rewrites the URI to its normalised path (query kept), so routing and the upstream see one path.
 fn normalize_path(uri: &mut http::Uri) -> Result<(), path::EscapesRoot> {
     let normalized = match path::normalize(uri.path())? {
@@ -137,6 +176,9 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
         status: http::StatusCode::OK,
         metrics: Arc::clone(&state.metrics),
     };
+    if let Some(refused) = refused_head(&parts, &state.limits) {
+        return local(refused, record);
+    }
     if normalize_path(&mut parts.uri).is_err() {
         return local(ProxyError::BadPath, record);
     }
@@ -151,6 +193,15 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
     };
     record.route_id = Some(route.id.clone());
     record.service_id.clone_from(&route.service_id);
+    let body_limit = route
+        .native
+        .max_body_size
+        .unwrap_or(state.limits.max_body_bytes);
+    // An announced length over the limit is refused before any plugin or upstream sees the request.
+    if hyper::body::Body::size_hint(&body).lower() > body_limit {
+        return local(ProxyError::BodyTooLarge, record);
+    }
+    let body = ClientBody::new(body, body_limit);
 
     // request phases: rewrite, access
     let mut plugin_state = None;
@@ -202,7 +253,20 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
         return respond(ProxyError::NoUpstream.to_response(), record, plugin_state);
     };
     let key = upstream.hash_on.as_ref().map(|on| hash_key(on, &vars));
+    // A WebSocket route keeps the client's side of the upgrade and asks the upstream to switch too.
+    let upgrade = if route.websocket && tunnel::wants_upgrade(&parts) {
+        let protocol = parts.headers.get(http::header::UPGRADE).cloned();
+        parts
+            .extensions
+            .remove::<hyper::upgrade::OnUpgrade>()
+            .zip(protocol)
+    } else {
+        None
+    };
     headers::strip_hop_by_hop(&mut parts.headers);
+    if let Some((_, protocol)) = &upgrade {
+        tunnel::ask_upgrade(&mut parts.headers, protocol.clone());
+    }
     headers::add_forwarded(
         &mut parts.headers,
         conn.client.ip(),
@@ -235,9 +299,26 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
             record.upstream = Some(ex.node);
             record.upstream_latency = Some(asked.elapsed());
             let (mut head, body) = ex.response.into_parts();
-            headers::strip_hop_by_hop(&mut head.headers);
-            let body = ResponseBody::Proxied(IdleTimeout::new(body, timeouts.read));
-            Response::from_parts(head, body)
+            let switching = head.status == http::StatusCode::SWITCHING_PROTOCOLS;
+            let upstream_side = head.extensions.remove::<hyper::upgrade::OnUpgrade>();
+            match (switching, upgrade, upstream_side) {
+                (false, _, _) => {
+                    headers::strip_hop_by_hop(&mut head.headers);
+                    let body = ResponseBody::Proxied(IdleTimeout::new(body, timeouts.read));
+                    Response::from_parts(head, body)
+                }
+                (true, Some((client_side, protocol)), Some(upstream_side)) => {
+                    tunnel::spawn(client_side, upstream_side, timeouts.read);
+                    headers::strip_hop_by_hop(&mut head.headers);
+                    tunnel::ask_upgrade(&mut head.headers, protocol);
+                    Response::from_parts(head, ResponseBody::local(bytes::Bytes::new()))
+                }
+                // A switch nobody asked for cannot be passed on: the client would be left half-upgraded.
+                (true, _, _) => {
+                    tracing::warn!(node = %ex.node, "upstream switched protocols unasked");
+                    ProxyError::UpstreamFailed.to_response()
+                }
+            }
         }
         Err(failed) => {
             record.upstream = failed.node;

@@ -8,6 +8,7 @@ use crate::config::{
     Service, Timeout, Upstream,
 };
 use crate::consumers::ConsumerIndex;
+use crate::native::{self, RouteNative};
 use crate::router::{RouteSpec, Router, VarSource};
 use crate::traffic_split::{self, TrafficSplit, UpstreamSource};
 use crate::upstream::{Timeouts, UpstreamRuntime};
@@ -26,6 +27,10 @@ pub struct RouteEntry {
     pub chain: Arc<PluginChain>,
     /// `plugins.traffic-split`, which picks among other upstreams (see [`crate::traffic_split`]).
     pub traffic_split: Option<TrafficSplit>,
+    /// The other natively served plugins' settings (`client-control`, ...).
+    pub native: RouteNative,
+    /// `enable_websocket` (the route's, else its service's): upgrade requests are tunnelled.
+    pub websocket: bool,
 }
 
 impl RouteEntry {
@@ -84,11 +89,11 @@ impl Builder<'_> {
         Ok(rt)
     }
 
-    /// Validates and configures a `plugins` map into a chain (traffic-split is native: not in it).
+    /// Validates and configures a `plugins` map into a chain (natively served plugins are not in it).
     fn chain(&self, plugins: &Plugins) -> Result<PluginChain, ConfigError> {
         let mut entries = Vec::with_capacity(plugins.len());
         for (name, conf) in plugins {
-            if name == traffic_split::NAME {
+            if native::is_native(name) {
                 continue;
             }
             let entry = self
@@ -188,6 +193,7 @@ impl Snapshot {
         struct ServiceParts {
             upstream: Option<Arc<UpstreamRuntime>>,
             plugins: Plugins,
+            websocket: Option<bool>,
         }
         let mut services = HashMap::new();
         for (id, v) in config.objects(ResourceKind::Services) {
@@ -210,7 +216,15 @@ impl Snapshot {
             b.validated.push(chain);
             b.traffic_split(&named, &plugins, &format!("services/{id}"), None)
                 .map_err(&ctx)?;
-            services.insert(id.clone(), ServiceParts { upstream, plugins });
+            RouteNative::compile(&plugins).map_err(&ctx)?;
+            services.insert(
+                id.clone(),
+                ServiceParts {
+                    upstream,
+                    plugins,
+                    websocket: svc.enable_websocket,
+                },
+            );
         }
 
         let mut plugin_configs = HashMap::new();
@@ -221,6 +235,7 @@ impl Snapshot {
             b.validated.push(chain);
             b.traffic_split(&named, &pc.plugins, &format!("plugin_configs/{id}"), None)
                 .map_err(&ctx)?;
+            RouteNative::compile(&pc.plugins).map_err(&ctx)?;
             plugin_configs.insert(id.clone(), pc.plugins);
         }
 
@@ -228,10 +243,9 @@ impl Snapshot {
         for (id, v) in config.objects(ResourceKind::GlobalRules) {
             let ctx = in_resource(ResourceKind::GlobalRules, id);
             let rule: GlobalRule = parse_resource(v).map_err(&ctx)?;
-            if rule.plugins.contains_key(traffic_split::NAME) {
+            if let Some(name) = rule.plugins.keys().find(|n| native::is_native(n)) {
                 return Err(ctx(ConfigError::new(format!(
-                    "plugins.{}: picks a route's upstream, so it belongs on routes, services or plugin configs",
-                    traffic_split::NAME
+                    "plugins.{name}: served natively per route, so it belongs on routes, services or plugin configs"
                 ))));
             }
             global_chains.push(b.chain(&rule.plugins).map_err(&ctx)?);
@@ -288,6 +302,7 @@ impl Snapshot {
                     route.timeout.as_ref(),
                 )
                 .map_err(&ctx)?;
+            let native = RouteNative::compile(&plugins).map_err(&ctx)?;
             if upstream.is_none() && plugins.is_empty() {
                 return Err(ctx(ConfigError::new(
                     "upstream: a route needs `upstream`, `upstream_id` or a `service_id` whose service has an upstream",
@@ -301,6 +316,11 @@ impl Snapshot {
                 upstream,
                 chain,
                 traffic_split,
+                native,
+                websocket: route
+                    .enable_websocket
+                    .or(service.and_then(|s| s.websocket))
+                    .unwrap_or(false),
             });
             if !route.enabled() {
                 continue;

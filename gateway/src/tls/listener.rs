@@ -35,9 +35,6 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 
-/// Longest time a client may take to complete the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// APISIX's default `client.depth`.
 const DEFAULT_CLIENT_DEPTH: u32 = 1;
 
@@ -399,7 +396,13 @@ impl TlsAcceptor {
     }
 
     /// Runs the handshake (bounded by a timeout). On an unknown SNI the client gets a TLS alert.
-    pub async fn accept(&self, tcp: TcpStream) -> Result<TlsStream<TcpStream>, AcceptError> {
+    /// The handshake, which must complete within `timeout` (the listener's head-read time: a client that
+    /// never finishes its ClientHello is a slowloris too).
+    pub async fn accept(
+        &self,
+        tcp: TcpStream,
+        timeout: Duration,
+    ) -> Result<TlsStream<TcpStream>, AcceptError> {
         let handshake = async {
             let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp)
                 .await
@@ -417,7 +420,7 @@ impl TlsAcceptor {
                 }
             }
         };
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+        tokio::time::timeout(timeout, handshake)
             .await
             .map_err(|_| AcceptError::Timeout)?
     }

@@ -65,17 +65,10 @@ pub fn compile(
     route_timeout: Option<&Timeout>,
     upstreams: &mut dyn UpstreamSource,
 ) -> Result<Option<TrafficSplit>, ConfigError> {
-    let Some(conf) = plugins.get(NAME) else {
+    let Some(conf) = crate::native::entry::<Conf>(plugins, NAME)? else {
         return Ok(None);
     };
     let path = format!("plugins.{NAME}");
-    let in_plugin = |e: String| ConfigError(e).at(&path);
-    let (meta, json) = crate::catalog::split_meta(conf).map_err(in_plugin)?;
-    if meta.disable {
-        return Ok(None);
-    }
-    let value: Value = serde_json::from_str(&json).map_err(|e| in_plugin(e.to_string()))?;
-    let conf: Conf = parse_resource(&value).map_err(|e| e.at(&path))?;
     let mut rules = Vec::with_capacity(conf.rules.len());
     for (r, rule) in conf.rules.iter().enumerate() {
         let at = format!("{path}.rules[{r}]");

@@ -261,8 +261,9 @@ where
         .handshake(TokioIo::new(io))
         .await
         .map_err(|source| ConnectError::Handshake { addr, source })?;
+    // With upgrades: after a `101` the connection's I/O goes to the WebSocket tunnel instead of closing.
     tokio::spawn(async move {
-        if let Err(e) = conn.await {
+        if let Err(e) = conn.with_upgrades().await {
             tracing::debug!(%addr, error = %e, "upstream connection closed with error");
         }
     });

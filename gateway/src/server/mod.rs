@@ -12,7 +12,7 @@ use crate::consumers::LiveConsumers;
 use crate::metrics::{self, HttpMetrics, Metrics, PluginDefinedMetrics};
 use crate::plugin::services::LocalCache;
 use crate::plugin::{ArtifactCache, HostConfig, HostServices, PluginEngine, PluginRegistry};
-use crate::proxy::{self, Conn, ProxyState};
+use crate::proxy::ProxyState;
 use crate::settings::Settings;
 use crate::snapshot::{ConfigSet, Live, Snapshot};
 use crate::store::etcd::{EtcdStore, EtcdUrl};
@@ -20,19 +20,17 @@ use crate::store::{ConfigStore, SledArtifacts, SledStore, StoredObject};
 use crate::tls::TlsAcceptor;
 use crate::upstream::Dns;
 use anyhow::Context;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-/// Longest time a client may take to send a request head (slowloris guard).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+mod accept;
+mod connection;
+
+use accept::ProxyListener;
+use connection::ConnServer;
 
 async fn bind(name: &'static str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
     let listener = TcpListener::bind(addr)
@@ -142,24 +140,6 @@ async fn load_plugins(
     let registry = Arc::try_unwrap(registry)
         .map_err(|_| anyhow::anyhow!("plugin registry still shared after loading"))?;
     Ok(Catalog::new(registry))
-}
-
-/// Takes an accepted connection (with Nagle off: proxied writes are small and latency-bound). On an
-/// accept error (out of file descriptors and the like) it backs off briefly instead of spinning.
-async fn accepted_or_back_off(
-    accepted: std::io::Result<(tokio::net::TcpStream, SocketAddr)>,
-) -> Option<(tokio::net::TcpStream, SocketAddr)> {
-    match accepted {
-        Ok((stream, client)) => {
-            let _ = stream.set_nodelay(true);
-            Some((stream, client))
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "accept failed");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            None
-        }
-    }
 }
 
 /// Serves an axum app (admin API, metrics) on its own task until `stop` turns true.
@@ -299,83 +279,34 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         live: Arc::clone(&live),
         dns: Dns::from_system(),
         metrics: Arc::clone(&http_metrics),
+        limits: settings.limits,
     });
-    let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    // The HTTPS listener serves with the same settings; its connections start on their own tasks, after the
-    // handshake, so they get a shared copy.
-    let tls_builder = Arc::new(builder.clone());
+    let server = Arc::new(ConnServer::new(
+        settings.limits,
+        state,
+        Arc::clone(&http_metrics),
+        stop_rx,
+    ));
+    let http = ProxyListener::new("http", proxy_listener, &settings.limits, settings.listen);
+    let https = ProxyListener::new("https", tls_listener, &settings.limits, settings.tls_listen);
     loop {
         tokio::select! {
-            accepted = proxy_listener.accept() => {
-                let Some((stream, client)) = accepted_or_back_off(accepted).await else {
-                    continue;
-                };
-                let local = stream.local_addr().unwrap_or(settings.listen);
-                let conn = Conn { client, local, scheme: "http" };
-                let state = Arc::clone(&state);
-                let svc = service_fn(move |req| {
-                    let state = Arc::clone(&state);
-                    async move { Ok::<_, Infallible>(proxy::handle(state, conn, req).await) }
-                });
-                let connection = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                let connection = graceful.watch(connection);
-                let open = http_metrics.connection();
-                tokio::spawn(async move {
-                    let _open = open;
-                    if let Err(e) = connection.await {
-                        tracing::debug!(error = %e, "client connection ended with error");
-                    }
-                });
-            }
-            accepted = tls_listener.accept() => {
-                let Some((stream, client)) = accepted_or_back_off(accepted).await else {
-                    continue;
-                };
-                let local = stream.local_addr().unwrap_or(settings.tls_listen);
-                let conn = Conn { client, local, scheme: "https" };
-                let state = Arc::clone(&state);
-                let acceptor = Arc::clone(&tls_acceptor);
-                let builder = Arc::clone(&tls_builder);
-                let watcher = graceful.watcher();
-                let open = http_metrics.connection();
-                // The handshake runs on the connection's own task so a slow client never stalls accepting.
-                tokio::spawn(async move {
-                    let _open = open;
-                    let stream = match acceptor.accept(stream).await {
-                        Ok(s) => s,
-                        Err(e) => {
-                            tracing::debug!(%client, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                    };
-                    let svc = service_fn(move |req| {
-                        let state = Arc::clone(&state);
-                        async move { Ok::<_, Infallible>(proxy::handle(state, conn, req).await) }
-                    });
-                    let connection = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                    if let Err(e) = watcher.watch(connection).await {
-                        tracing::debug!(error = %e, "client connection ended with error");
-                    }
-                });
+            (stream, conn, slot) = http.admit() => server.spawn_plain(stream, conn, slot),
+            (stream, conn, slot) = https.admit() => {
+                server.spawn_tls(stream, conn, slot, Arc::clone(&tls_acceptor));
             }
             () = signals.recv() => break,
         }
     }
 
     tracing::info!("shutting down: no new connections; draining in-flight requests");
-    drop(proxy_listener);
-    drop(tls_listener);
+    drop(http);
+    drop(https);
     let _ = stop_tx.send(true);
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections drained"),
-        () = tokio::time::sleep(settings.shutdown_timeout) => {
-            tracing::warn!(timeout = ?settings.shutdown_timeout, "shutdown timeout reached; closing remaining connections");
-        }
+    if server.drain(settings.shutdown_timeout).await {
+        tracing::info!("all connections drained");
+    } else {
+        tracing::warn!(timeout = ?settings.shutdown_timeout, "shutdown timeout reached; closing remaining connections");
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), admin_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), metrics_task).await;
