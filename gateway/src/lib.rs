@@ -9,7 +9,8 @@
 //! configured plugin once per config version. [`tls`] terminates HTTPS (certificates from `ssls`)
 //! and originates TLS to `https` upstreams. [`native`] lists the APISIX plugins served natively rather than
 //! as Wasm ([`traffic_split`] chooses the upstream; `client-control` bounds the body as it streams), and
-//! [`limits`] what a client may send and for how long, with the reasons for each default.
+//! [`limits`] what a client may send and for how long, with the reasons for each default. [`cluster`] keeps
+//! a node's snapshot in step with an etcd store shared by several nodes.
 
 pub mod admin;
 pub mod balancer;
@@ -17,6 +18,7 @@ pub mod builtins;
 pub mod catalog;
 pub mod chain;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod consumers;
 pub mod limits;

@@ -138,7 +138,9 @@ fn decision_to(d: Decision) -> bindings::Decision {
 
 /// Conversions between binding types and SDK types.
 pub mod conv {
-    use super::bindings::sluice::plugin::{cache, http_outbound as ho, logging, types as t};
+    use super::bindings::sluice::plugin::{
+        cache, http_outbound as ho, logging, shared, types as t,
+    };
     use crate::cache::Lookup;
     use crate::{FieldError, Level, Method, OutboundError, OutboundRequest, Response, StoreError};
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -176,6 +178,30 @@ pub mod conv {
             t::FieldError::InvalidName => FieldError::InvalidName,
             t::FieldError::InvalidValue => FieldError::InvalidValue,
             t::FieldError::NotInThisPhase => FieldError::NotInThisPhase,
+        }
+    }
+    pub fn backend_to(b: &crate::Backend) -> shared::Backend {
+        let node = |n: &crate::RedisNode| shared::RedisNode {
+            host: n.host.clone(),
+            port: n.port,
+        };
+        let ms = |d: std::time::Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+        match b {
+            crate::Backend::Redis(r) => shared::Backend::Redis(shared::Redis {
+                node: node(&r.node),
+                username: r.username.clone(),
+                password: r.password.clone(),
+                database: r.database,
+                timeout_ms: ms(r.timeout),
+            }),
+            crate::Backend::RedisCluster(c) => {
+                shared::Backend::RedisCluster(shared::RedisCluster {
+                    nodes: c.nodes.iter().map(node).collect(),
+                    username: c.username.clone(),
+                    password: c.password.clone(),
+                    timeout_ms: ms(c.timeout),
+                })
+            }
         }
     }
     pub fn store_error(e: t::StoreError) -> StoreError {

@@ -305,7 +305,8 @@ pub mod consumers {
     }
 }
 
-/// Shared counters with fixed time windows (local, or Redis in a cluster).
+/// Counters with fixed time windows in this gateway's memory ([`shared`] has them on a store several
+/// gateways share).
 pub mod counters {
     #[allow(unused_imports)]
     use super::*;
@@ -333,6 +334,62 @@ pub mod counters {
         return w::counters::add(key, delta).map_err(conv::store_error);
         #[cfg(not(target_arch = "wasm32"))]
         th(|h| Ok(h.gauge_add(key, delta)))
+    }
+}
+
+/// Counters and values every gateway node sees, in a store the plugin's config names ([`crate::Backend`]:
+/// Redis or Redis Cluster, as APISIX's `policy: "redis"` / `"redis-cluster"`). Each call is one atomic round
+/// trip, waits at most the backend's timeout (not charged to the phase deadline), and fails with
+/// [`crate::StoreError::Unavailable`] when the store cannot be reached or does not answer in time; what to do
+/// then (refuse, or fall back to [`counters`]/[`kv`] on this node) is the plugin's choice. Keys are
+/// namespaced per plugin by the host. On the native test host every backend is one in-memory store apart
+/// from the local ones; [`crate::testing::TestHost::set_shared_unavailable`] makes it fail.
+pub mod shared {
+    #[allow(unused_imports)]
+    use super::*;
+    pub use crate::{Backend, Redis, RedisCluster, RedisNode};
+    use crate::{StoreError, WindowCount};
+    use std::time::Duration;
+
+    /// [`counters::incr`](super::counters::incr) on `backend`.
+    pub fn incr(
+        backend: &Backend,
+        key: &str,
+        delta: u64,
+        window: Duration,
+    ) -> Result<WindowCount, StoreError> {
+        let window_ms = super::millis(window);
+        #[cfg(target_arch = "wasm32")]
+        return w::shared::incr(&conv::backend_to(backend), key, delta, window_ms)
+            .map(|c| WindowCount {
+                count: c.count,
+                reset_after: Duration::from_millis(c.reset_after_ms),
+            })
+            .map_err(conv::store_error);
+        #[cfg(not(target_arch = "wasm32"))]
+        th(|h| h.shared_incr(backend, key, delta, window_ms))
+    }
+    /// [`kv::get`](super::kv::get) on `backend`.
+    pub fn get(backend: &Backend, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        #[cfg(target_arch = "wasm32")]
+        return w::shared::get(&conv::backend_to(backend), key).map_err(conv::store_error);
+        #[cfg(not(target_arch = "wasm32"))]
+        th(|h| h.shared_get(backend, key))
+    }
+    /// [`kv::compare_and_swap`](super::kv::compare_and_swap) on `backend`, atomic on the server.
+    pub fn compare_and_swap(
+        backend: &Backend,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, StoreError> {
+        let ttl_ms = ttl.map(super::millis);
+        #[cfg(target_arch = "wasm32")]
+        return w::shared::compare_and_swap(&conv::backend_to(backend), key, expected, new, ttl_ms)
+            .map_err(conv::store_error);
+        #[cfg(not(target_arch = "wasm32"))]
+        th(|h| h.shared_compare_and_swap(backend, key, expected, new, ttl_ms))
     }
 }
 

@@ -47,6 +47,7 @@ mod types;
 
 pub use host::{
     cache, clock, consumers, context, counters, http, kv, log, metrics, random, request, response,
+    shared,
 };
 pub use types::*;
 

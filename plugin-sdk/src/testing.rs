@@ -8,7 +8,8 @@
 //!
 //! It enforces the same phase rules as the gateway (request writable in rewrite/access, response status and
 //! headers in header-filter, body chunk in body-filter, nothing in log), and its stores (counters, gauges,
-//! kv, cache) use a fake clock you move with [`TestHost::advance`].
+//! kv, cache, and one in-memory store standing in for every `shared` backend) use a fake clock you move with
+//! [`TestHost::advance`].
 //!
 //! Where the gateway does something after a phase, the test host records it for you to assert on:
 //! [`TestHost::delay_ms`] is the total `request::delay`, and `cache::store_response` stays pending until
@@ -16,8 +17,8 @@
 //! from the test request and response as the gateway derives them; [`TestHost::set_var`] defines the rest.
 use crate::cache::Lookup;
 use crate::{
-    Consumer, Decision, FieldError, Level, Method, OutboundError, OutboundRequest, Phase, Plugin,
-    Response, StoreError, WindowCount,
+    Backend, Consumer, Decision, FieldError, Level, Method, OutboundError, OutboundRequest, Phase,
+    Plugin, Response, StoreError, WindowCount,
 };
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -76,6 +77,56 @@ pub struct PendingStore {
     pub headers: Vec<(String, String)>,
 }
 
+/// Fixed-window counters and values with TTL on the fake clock: the test host's `counters`/`kv`, and one
+/// more set standing in for every store `shared` names.
+#[doc(hidden)]
+#[derive(Default)]
+pub struct Stores {
+    pub counters: HashMap<String, (u64, u64)>,
+    pub kv: HashMap<String, (Vec<u8>, Option<u64>)>,
+}
+
+impl Stores {
+    fn incr(&mut self, now: u64, key: &str, delta: u64, window_ms: u64) -> WindowCount {
+        let window_ms = window_ms.max(1);
+        let entry = self.counters.entry(key.to_string()).or_insert((0, now));
+        if now >= entry.1.saturating_add(window_ms) {
+            *entry = (0, now);
+        }
+        entry.0 = entry.0.saturating_add(delta);
+        WindowCount {
+            count: entry.0,
+            reset_after: Duration::from_millis(entry.1 + window_ms - now),
+        }
+    }
+    /// The live value: an expired entry reads as absent even before anything removes it.
+    fn get(&self, now: u64, key: &str) -> Option<Vec<u8>> {
+        match self.kv.get(key) {
+            Some((_, Some(exp))) if *exp <= now => None,
+            Some((v, _)) => Some(v.clone()),
+            None => None,
+        }
+    }
+    fn set(&mut self, now: u64, key: &str, value: &[u8], ttl_ms: Option<u64>) {
+        let exp = ttl_ms.map(|t| now.saturating_add(t));
+        self.kv.insert(key.to_string(), (value.to_vec(), exp));
+    }
+    fn compare_and_swap(
+        &mut self,
+        now: u64,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+        ttl_ms: Option<u64>,
+    ) -> bool {
+        let swapped = self.get(now, key).as_deref() == expected;
+        if swapped {
+            self.set(now, key, new, ttl_ms);
+        }
+        swapped
+    }
+}
+
 /// The gateway caps the sum of a request's `request::delay` calls at this.
 const MAX_DELAY_MS: u64 = 60_000;
 /// The most bytes one `random.fill` host call returns (a WIT contract the SDK's `random::fill` chunks to).
@@ -88,8 +139,11 @@ pub struct HostState {
     pub resp: TestResponse,
     pub ctx: HashMap<String, String>,
     pub consumers: HashMap<(String, String), Consumer>,
-    pub counters: HashMap<String, (u64, u64)>,
-    pub kv: HashMap<String, (Vec<u8>, Option<u64>)>,
+    /// `counters` and `kv`.
+    pub local: Stores,
+    /// `shared`, for every backend.
+    pub shared: Stores,
+    pub shared_unavailable: bool,
     pub gauges: HashMap<String, i64>,
     pub cache: HashMap<String, CacheEntry>,
     pub pending_stores: Vec<PendingStore>,
@@ -390,17 +444,7 @@ impl HostState {
         Ok(())
     }
     pub fn incr(&mut self, key: &str, delta: u64, window_ms: u64) -> WindowCount {
-        let now = self.now_ms;
-        let window_ms = window_ms.max(1);
-        let entry = self.counters.entry(key.to_string()).or_insert((0, now));
-        if now >= entry.1.saturating_add(window_ms) {
-            *entry = (0, now);
-        }
-        entry.0 = entry.0.saturating_add(delta);
-        WindowCount {
-            count: entry.0,
-            reset_after: Duration::from_millis(entry.1 + window_ms - now),
-        }
+        self.local.incr(self.now_ms, key, delta, window_ms)
     }
     pub fn gauge_add(&mut self, key: &str, delta: i64) -> i64 {
         let value = self
@@ -416,21 +460,15 @@ impl HostState {
         }
         value
     }
-    /// The live value: an expired entry reads as absent even before anything removes it.
     pub fn kv_get(&self, key: &str) -> Option<Vec<u8>> {
-        match self.kv.get(key) {
-            Some((_, Some(exp))) if *exp <= self.now_ms => None,
-            Some((v, _)) => Some(v.clone()),
-            None => None,
-        }
+        self.local.get(self.now_ms, key)
     }
     pub fn kv_set(&mut self, key: &str, value: &[u8], ttl_ms: Option<u64>) {
-        let exp = ttl_ms.map(|t| self.now_ms.saturating_add(t));
-        self.kv.insert(key.to_string(), (value.to_vec(), exp));
+        self.local.set(self.now_ms, key, value, ttl_ms);
     }
     pub fn kv_delete(&mut self, key: &str) -> bool {
         let live = self.kv_get(key).is_some();
-        self.kv.remove(key);
+        self.local.kv.remove(key);
         live
     }
     pub fn kv_compare_and_swap(
@@ -440,11 +478,53 @@ impl HostState {
         new: &[u8],
         ttl_ms: Option<u64>,
     ) -> bool {
-        let swapped = self.kv_get(key).as_deref() == expected;
-        if swapped {
-            self.kv_set(key, new, ttl_ms);
+        self.local
+            .compare_and_swap(self.now_ms, key, expected, new, ttl_ms)
+    }
+    /// Every backend shares one store here; keys carry the backend's name so two differ.
+    fn shared_store(
+        &mut self,
+        backend: &Backend,
+        key: &str,
+    ) -> Result<(&mut Stores, String), StoreError> {
+        if self.shared_unavailable {
+            return Err(StoreError::Unavailable(format!(
+                "{backend}: unreachable (TestHost::set_shared_unavailable)"
+            )));
         }
-        swapped
+        Ok((&mut self.shared, format!("{backend}/{key}")))
+    }
+    pub fn shared_incr(
+        &mut self,
+        backend: &Backend,
+        key: &str,
+        delta: u64,
+        window_ms: u64,
+    ) -> Result<WindowCount, StoreError> {
+        let now = self.now_ms;
+        let (store, key) = self.shared_store(backend, key)?;
+        Ok(store.incr(now, &key, delta, window_ms))
+    }
+    pub fn shared_get(
+        &mut self,
+        backend: &Backend,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let now = self.now_ms;
+        let (store, key) = self.shared_store(backend, key)?;
+        Ok(store.get(now, &key))
+    }
+    pub fn shared_compare_and_swap(
+        &mut self,
+        backend: &Backend,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+        ttl_ms: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let now = self.now_ms;
+        let (store, key) = self.shared_store(backend, key)?;
+        Ok(store.compare_and_swap(now, &key, expected, new, ttl_ms))
     }
     /// Expired entries stay until replaced or purged, so a lookup can tell `Expired` from `Miss`.
     pub fn cache_lookup(&self, key: &str) -> Lookup {
@@ -540,8 +620,9 @@ impl TestHost {
             },
             ctx: HashMap::new(),
             consumers: HashMap::new(),
-            counters: HashMap::new(),
-            kv: HashMap::new(),
+            local: Stores::default(),
+            shared: Stores::default(),
+            shared_unavailable: false,
             gauges: HashMap::new(),
             cache: HashMap::new(),
             pending_stores: Vec::new(),
@@ -758,6 +839,16 @@ impl TestHost {
     /// A kv value, unless absent or expired on the fake clock.
     pub fn kv(&self, key: &str) -> Option<Vec<u8>> {
         self.state.borrow().kv_get(key)
+    }
+    /// Makes every `shared` call fail with [`StoreError::Unavailable`] (Redis down) until turned off.
+    pub fn set_shared_unavailable(&self, unavailable: bool) -> &Self {
+        self.state.borrow_mut().shared_unavailable = unavailable;
+        self
+    }
+    /// A `shared` value of `backend`, unless absent or expired on the fake clock.
+    pub fn shared_kv(&self, backend: &Backend, key: &str) -> Option<Vec<u8>> {
+        let s = self.state.borrow();
+        s.shared.get(s.now_ms, &format!("{backend}/{key}"))
     }
     /// What `cache::lookup` would answer for `key` now.
     pub fn cache_lookup(&self, key: &str) -> Lookup {

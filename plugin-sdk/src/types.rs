@@ -174,6 +174,83 @@ pub struct WindowCount {
     pub reset_after: Duration,
 }
 
+/// One Redis server address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RedisNode {
+    /// Host name or IP address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl fmt::Display for RedisNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// A Redis server as a [`Backend`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Redis {
+    /// The server.
+    pub node: RedisNode,
+    /// ACL user (Redis 6+); `None` with a password is the `default` user.
+    pub username: Option<String>,
+    /// `AUTH` password.
+    pub password: Option<String>,
+    /// Database number.
+    pub database: u32,
+    /// The bound of each call, connecting included (whole milliseconds, at most 60 s).
+    pub timeout: Duration,
+}
+
+/// A Redis Cluster as a [`Backend`]: seed nodes; the host discovers the rest and routes keys to slots.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RedisCluster {
+    /// Seed nodes.
+    pub nodes: Vec<RedisNode>,
+    /// ACL user (Redis 6+).
+    pub username: Option<String>,
+    /// `AUTH` password.
+    pub password: Option<String>,
+    /// The bound of each call, connecting included (whole milliseconds, at most 60 s).
+    pub timeout: Duration,
+}
+
+/// A store several gateway nodes share, named by a plugin's config (see [`crate::shared`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// One server.
+    Redis(Redis),
+    /// A cluster.
+    RedisCluster(RedisCluster),
+}
+
+impl Backend {
+    /// The bound of each call.
+    pub fn timeout(&self) -> Duration {
+        match self {
+            Backend::Redis(r) => r.timeout,
+            Backend::RedisCluster(c) => c.timeout,
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Backend::Redis(r) => write!(f, "redis {} (db {})", r.node, r.database),
+            Backend::RedisCluster(c) => {
+                f.write_str("redis-cluster ")?;
+                for (i, n) in c.nodes.iter().enumerate() {
+                    write!(f, "{}{n}", if i == 0 { "" } else { "," })?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// A consumer found by [`crate::consumers::lookup`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Consumer {

@@ -21,12 +21,15 @@
 //!    [`Gateway::request`] + [`send`], or your own [`client`]/[`h2c_client`].
 //! 5. For HTTPS, see [`tls`]: certificates made with rcgen, [`tls::TlsClient`] against [`Gateway::https_addr`],
 //!    and [`OriginBuilder::tls`] for an HTTPS upstream.
+//! 6. For several nodes, start an [`Etcd`] (and a [`Redis`] for shared counters) and give each gateway
+//!    `--config-store` [`Etcd::store_url`]; a [`TcpProxy`] in between can cut one node off etcd.
 //!
 //! The binary is found at `$SLUICE_BIN`, else `<target dir>/debug/sluice`; build it first with
 //! `cargo build -p sluice --bins`.
 
 mod admin;
 mod client;
+mod cluster;
 mod distribution;
 mod gateway;
 mod metrics;
@@ -39,6 +42,7 @@ mod util;
 
 pub use admin::{Admin, Reply};
 pub use client::{client, h2c_client, send, try_send, Resp};
+pub use cluster::{free_port, Etcd, Redis, TcpProxy};
 pub use distribution::spread;
 pub use gateway::{gateway, parse_listening, sluice_bin, Gateway, GatewayBuilder};
 pub use metrics::Scrape;

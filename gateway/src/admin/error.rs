@@ -1,5 +1,6 @@
 //! Admin API errors: a status and an APISIX-style `{"error_msg": ...}` body.
 
+use crate::store::StoreError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -37,6 +38,31 @@ impl AdminError {
         AdminError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             msg: msg.into(),
+        }
+    }
+}
+
+impl AdminError {
+    /// A store failure while `doing` something: 503 when the store is unreachable (etcd down: the data
+    /// plane keeps its last configuration, so the client should retry later), 409 when another node's
+    /// write won, 500 otherwise.
+    pub fn from_store(e: StoreError, doing: &str) -> Self {
+        let status = match e {
+            StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            StoreError::Conflict => StatusCode::CONFLICT,
+            StoreError::Backend(_) | StoreError::Corrupt { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        let hint = match e {
+            StoreError::Unavailable(_) => {
+                "; this node keeps serving its last configuration, retry once the store is back"
+            }
+            _ => "",
+        };
+        AdminError {
+            status,
+            msg: format!("{doing} failed: {e}{hint}"),
         }
     }
 }

@@ -3,10 +3,14 @@
 //! Every write follows one path ([`write::commit`]): parse and shape-check the document, build the
 //! candidate snapshot from the whole config (references, regexes, plugin configs), persist, and only
 //! then swap the live snapshot. A rejected write therefore changes nothing, and what is live is always
-//! what is stored. `GET /apisix/admin/healthcheck[/upstreams/<id>]` ([`health`]) only reads: node health
-//! of upstreams with `checks`.
+//! what is stored. With a shared store (etcd) another node may write first; the store then refuses the
+//! write as a conflict, and it is validated again once this node has caught up ([`write::retrying`]).
+//! `GET /apisix/admin/healthcheck[/upstreams/<id>]` ([`health`]) only reads: node health of upstreams
+//! with `checks`. `GET /apisix/admin/cluster/status` ([`config_status`]) says which
+//! configuration this node serves (digest, etcd revision), to check that the nodes of a cluster agree.
 
 mod auth;
+mod config_status;
 mod error;
 mod handlers;
 mod health;
@@ -16,6 +20,7 @@ mod write;
 
 pub use auth::{AdminKey, KeySource};
 pub use error::AdminError;
+pub use write::build_candidate;
 
 use crate::catalog::Catalog;
 use crate::snapshot::Live;
@@ -58,6 +63,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
     Router::new()
         .route("/apisix/admin/plugins/list", get(handlers::plugin_list))
         .route("/apisix/admin/healthcheck", get(health::list))
+        .route("/apisix/admin/cluster/status", get(config_status::show))
         .route("/apisix/admin/healthcheck/{kind}/{id}", get(health::one))
         .route("/apisix/admin/wasm_plugins", get(wasm_plugins::list))
         .route(

@@ -1,10 +1,11 @@
 //! `/apisix/admin/wasm_plugins`: upload, describe and remove plugin binaries, with no restart.
 //!
 //! An upload is checked and compiled off the async workers, then every config that already names the
-//! plugin is validated against the new version, and only then is it stored and swapped in. Requests in
+//! plugin is validated against the new version, and only then is it stored and swapped in (validated
+//! again if another node changed the configuration meanwhile). Requests in
 //! flight keep the version their snapshot holds; new requests get the new one.
 
-use super::write::build_candidate;
+use super::write::{build_candidate, retrying, store_failed, Failure};
 use super::{AdminError, AdminState};
 use crate::catalog::split_meta;
 use crate::config::ResourceKind;
@@ -103,15 +104,24 @@ pub async fn upload(
 }
 
 async fn install(state: &AdminState, name: String, body: Bytes) -> AdminResult {
-    let _guard = state.write_lock.lock().await;
     let catalog = Arc::clone(&state.catalog);
     let (n, bytes) = (name.clone(), body.clone());
     let prepared = tokio::task::spawn_blocking(move || catalog.registry().prepare(&n, &bytes))
         .await
         .map_err(|e| AdminError::internal(format!("loading the plugin failed: {e}")))?
         .map_err(|e| AdminError::bad_request(e.to_string()))?;
+    retrying(state, || install_prepared(state, &name, &prepared, &body)).await
+}
 
-    for (kind, id, conf) in users(state, &name) {
+/// Validates every config naming the plugin against the new version, then stores and swaps it in.
+async fn install_prepared(
+    state: &AdminState,
+    name: &str,
+    prepared: &Arc<LoadedPlugin>,
+    body: &Bytes,
+) -> Result<Response, Failure> {
+    let _guard = state.write_lock.lock().await;
+    for (kind, id, conf) in users(state, name) {
         let (_, json) = split_meta(&conf).map_err(AdminError::bad_request)?;
         let checked = if kind == ResourceKind::Consumers {
             prepared.validate_consumer(&json)
@@ -127,27 +137,25 @@ async fn install(state: &AdminState, name: String, body: Bytes) -> AdminResult {
     }
 
     let current = state.live.load();
-    let previous = state.catalog.registry().install(Arc::clone(&prepared));
+    let previous = state.catalog.registry().install(Arc::clone(prepared));
     let rollback = |state: &AdminState| match &previous {
         Some(p) => {
             state.catalog.registry().install(Arc::clone(p));
         }
         None => {
-            state.catalog.registry().remove(&name);
+            state.catalog.registry().remove(name);
         }
     };
     let next = match build_candidate(state, current.config.clone(), &current).await {
         Ok(n) => n,
         Err(e) => {
             rollback(state);
-            return Err(e);
+            return Err(e.into());
         }
     };
-    if let Err(e) = state.store.put_plugin(&name, &body).await {
+    if let Err(e) = state.store.put_plugin(name, body).await {
         rollback(state);
-        return Err(AdminError::internal(format!(
-            "storing the plugin failed: {e}"
-        )));
+        return Err(store_failed("storing the plugin")(e));
     }
     state.live.store(next);
     tracing::info!(plugin = %name, sha256 = %prepared.sha256(), replaced = previous.is_some(), "wasm plugin installed");
@@ -156,7 +164,7 @@ async fn install(state: &AdminState, name: String, body: Bytes) -> AdminResult {
     } else {
         StatusCode::CREATED
     };
-    Ok((status, Json(describe_plugin(&prepared))).into_response())
+    Ok((status, Json(describe_plugin(prepared))).into_response())
 }
 
 pub async fn describe(
@@ -179,26 +187,29 @@ pub async fn list(State(state): State<Arc<AdminState>>) -> Json<Value> {
 }
 
 pub async fn remove(State(state): State<Arc<AdminState>>, Path(name): Path<String>) -> AdminResult {
+    retrying(&state, || remove_once(&state, &name)).await
+}
+
+async fn remove_once(state: &AdminState, name: &str) -> Result<Response, Failure> {
     let _guard = state.write_lock.lock().await;
-    if state.catalog.registry().get(&name).is_none() {
-        return Err(AdminError::not_found(format!(
-            "wasm plugin {name:?} not found"
-        )));
+    if state.catalog.registry().get(name).is_none() {
+        return Err(AdminError::not_found(format!("wasm plugin {name:?} not found")).into());
     }
-    if let Some((kind, id, _)) = users(&state, &name).into_iter().next() {
+    if let Some((kind, id, _)) = users(state, name).into_iter().next() {
         return Err(AdminError {
             status: StatusCode::CONFLICT,
             msg: format!(
                 "wasm plugin {name:?} is in use by {} [{id}]; remove it from there first",
                 kind.noun()
             ),
-        });
+        }
+        .into());
     }
     state
         .store
-        .delete_plugin(&name)
+        .delete_plugin(name)
         .await
-        .map_err(|e| AdminError::internal(format!("deleting the plugin failed: {e}")))?;
-    state.catalog.registry().remove(&name);
+        .map_err(store_failed("deleting the plugin"))?;
+    state.catalog.registry().remove(name);
     Ok(Json(json!({ "deleted": "1", "name": name })).into_response())
 }

@@ -3,8 +3,10 @@
 use super::{AdminError, AdminState};
 use crate::config::{common_check_id, ResourceKind};
 use crate::snapshot::{ConfigSet, Snapshot};
-use crate::store::StoreOp;
+use crate::store::{StoreError, StoreOp};
+use axum::http::StatusCode;
 use serde_json::Value;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -29,6 +31,57 @@ pub async fn build_candidate(
         .map_err(|e| AdminError::bad_request(e.to_string()))
 }
 
+/// Why one attempt at a write did not happen.
+pub enum Failure {
+    /// The answer to the client.
+    Refused(AdminError),
+    /// Another node wrote first (shared store): validate again against its change.
+    Conflict,
+}
+
+impl From<AdminError> for Failure {
+    fn from(e: AdminError) -> Self {
+        Failure::Refused(e)
+    }
+}
+
+/// Maps a store failure while `doing` something: conflicts are retried, the rest answer the client.
+pub fn store_failed(doing: &'static str) -> impl Fn(StoreError) -> Failure {
+    move |e| match e {
+        StoreError::Conflict => Failure::Conflict,
+        other => Failure::Refused(AdminError::from_store(other, doing)),
+    }
+}
+
+/// How many times a write is validated before giving up on a configuration that keeps changing.
+const ATTEMPTS: usize = 3;
+
+/// Runs `attempt` (which takes the write lock itself) until no other node's write beat it, catching up
+/// with the store in between so that the next attempt validates against what it will really apply to.
+pub async fn retrying<T, F, Fut>(state: &AdminState, mut attempt: F) -> Result<T, AdminError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Failure>>,
+{
+    for _ in 0..ATTEMPTS {
+        match attempt().await {
+            Ok(v) => return Ok(v),
+            Err(Failure::Refused(e)) => return Err(e),
+            Err(Failure::Conflict) => state
+                .store
+                .catch_up()
+                .await
+                .map_err(|e| AdminError::from_store(e, "catching up with other nodes"))?,
+        }
+    }
+    Err(AdminError {
+        status: StatusCode::CONFLICT,
+        msg: "the configuration kept changing on other nodes while this write was validated; retry it"
+            .into(),
+    })
+}
+
+#[derive(Clone)]
 pub enum Change {
     Put(Value),
     /// A JSON merge patch, applied to the stored object under the write lock so that two concurrent
@@ -92,7 +145,7 @@ pub async fn commit(
 ) -> Result<(Option<Value>, bool), AdminError> {
     let state = Arc::clone(state);
     let id = id.to_string();
-    tokio::spawn(async move { apply(&state, kind, &id, change).await })
+    tokio::spawn(async move { retrying(&state, || apply(&state, kind, &id, change.clone())).await })
         .await
         .map_err(|e| AdminError::internal(format!("the write task failed: {e}")))?
 }
@@ -102,7 +155,7 @@ async fn apply(
     kind: ResourceKind,
     id: &str,
     change: Change,
-) -> Result<(Option<Value>, bool), AdminError> {
+) -> Result<(Option<Value>, bool), Failure> {
     let _guard = state.write_lock.lock().await;
     let current = state.live.load();
     let existed = current.config.get(kind, id).is_some();
@@ -123,17 +176,17 @@ async fn apply(
     let (op, stored) = match document {
         None => {
             if !existed {
-                return Err(AdminError::not_found(format!(
-                    "{} {id:?} not found",
-                    kind.noun()
-                )));
+                return Err(
+                    AdminError::not_found(format!("{} {id:?} not found", kind.noun())).into(),
+                );
             }
             if let Some((rkind, rid)) = config.referrers(kind, id).into_iter().next() {
                 return Err(AdminError::bad_request(format!(
                     "can not delete this {}, {} [{rid}] is still using it now",
                     kind.noun(),
                     rkind.noun()
-                )));
+                ))
+                .into());
             }
             config.remove(kind, id);
             (
@@ -175,7 +228,7 @@ async fn apply(
         .store
         .apply(vec![op])
         .await
-        .map_err(|e| AdminError::internal(format!("storing the change failed: {e}")))?;
+        .map_err(store_failed("storing the change"))?;
     state.live.store(next);
     Ok((stored, existed))
 }

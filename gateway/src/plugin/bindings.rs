@@ -2,7 +2,8 @@
 //! (`wit/sluice-plugin@0.1.0/`). Everything else in `plugin/` uses these types through this module.
 //!
 //! Synchronous bindings, no trappable imports: every host import answers from memory, except
-//! `http-outbound.call`, which bridges to async I/O itself (see `super::host`), so no import needs `async`
+//! `http-outbound.call` and `shared`, which bridge to async I/O themselves (see `super::host`), so no
+//! import needs `async`
 //! and the engine runs with `concurrency_support(false)` (the faster call path; figures in `super`'s docs).
 wasmtime::component::bindgen!({
     path: "../wit/sluice-plugin@0.1.0",

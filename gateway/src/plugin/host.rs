@@ -6,10 +6,11 @@
 //! nothing in `log` (`not-in-this-phase` otherwise).
 use super::bindings::sluice::plugin::{
     cache, clock, consumers, context, counters, http_outbound, kv, logging, metrics, random,
-    request, response, types,
+    request, response, shared, types,
 };
 use super::bindings::HttpMethod;
 use super::services::{self, CacheLookup, HostServices};
+use super::shared_store::{self, RedisAccess, RedisNode, Secret};
 use super::state::{PendingStore, Phase, RequestState, MAX_DELAY};
 use crate::request_vars::RequestVars;
 use crate::router::VarSource;
@@ -135,6 +136,22 @@ impl StoreData {
         k.push('\u{0}');
         k.push_str(key);
         k
+    }
+
+    /// Keys in stores other programs can read (Redis): printable, and free of `{}`, which Redis Cluster
+    /// would read as a hash tag.
+    fn shared_key(&self, key: &str) -> String {
+        format!("sluice/{}/{key}", self.plugin)
+    }
+
+    /// Runs a host operation that waits on the plugin's behalf (a coalesced cache fill, a shared store):
+    /// off the async worker, and not charged to the phase deadline (the epoch callback in `registry` reads
+    /// `deadline_at`).
+    fn wait_for<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        let started = Instant::now();
+        let result = run_blocking(f);
+        self.deadline_at += started.elapsed();
+        result
     }
 }
 
@@ -500,15 +517,92 @@ impl counters::Host for StoreData {
         self.services
             .counters
             .incr(&key, delta, millis(window_ms))
-            .map(|c| counters::WindowCount {
-                count: c.count,
-                reset_after_ms: u64::try_from(c.reset_after.as_millis()).unwrap_or(u64::MAX),
-            })
+            .map(window_to_wit)
             .map_err(store_error)
     }
     fn add(&mut self, key: String, delta: i64) -> Result<i64, types::StoreError> {
         let key = self.key(&key);
         self.services.counters.add(&key, delta).map_err(store_error)
+    }
+}
+
+fn window_to_wit(c: services::WindowCount) -> counters::WindowCount {
+    counters::WindowCount {
+        count: c.count,
+        reset_after_ms: u64::try_from(c.reset_after.as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
+/// The longest a plugin may make one shared-store call wait (its `timeout-ms` is capped to this).
+const MAX_SHARED_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn backend_from_wit(backend: shared::Backend) -> shared_store::Backend {
+    let node = |n: shared::RedisNode| RedisNode {
+        host: n.host,
+        port: n.port,
+    };
+    let access = |username, password: Option<String>, timeout_ms: u32| RedisAccess {
+        username,
+        password: password.map(Secret),
+        timeout: millis(u64::from(timeout_ms)).clamp(Duration::from_millis(1), MAX_SHARED_TIMEOUT),
+    };
+    match backend {
+        shared::Backend::Redis(r) => shared_store::Backend::Redis {
+            node: node(r.node),
+            database: r.database,
+            access: access(r.username, r.password, r.timeout_ms),
+        },
+        shared::Backend::RedisCluster(c) => shared_store::Backend::RedisCluster {
+            nodes: c.nodes.into_iter().map(node).collect(),
+            access: access(c.username, c.password, c.timeout_ms),
+        },
+    }
+}
+
+impl shared::Host for StoreData {
+    fn incr(
+        &mut self,
+        backend: shared::Backend,
+        key: String,
+        delta: u64,
+        window_ms: u64,
+    ) -> Result<counters::WindowCount, types::StoreError> {
+        let (backend, key) = (backend_from_wit(backend), self.shared_key(&key));
+        let stores = Arc::clone(&self.services.shared);
+        self.wait_for(|| stores.incr(&backend, &key, delta, millis(window_ms)))
+            .map(window_to_wit)
+            .map_err(store_error)
+    }
+    fn get(
+        &mut self,
+        backend: shared::Backend,
+        key: String,
+    ) -> Result<Option<Vec<u8>>, types::StoreError> {
+        let (backend, key) = (backend_from_wit(backend), self.shared_key(&key));
+        let stores = Arc::clone(&self.services.shared);
+        self.wait_for(|| stores.get(&backend, &key))
+            .map_err(store_error)
+    }
+    fn compare_and_swap(
+        &mut self,
+        backend: shared::Backend,
+        key: String,
+        expected: Option<Vec<u8>>,
+        new: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) -> Result<bool, types::StoreError> {
+        let (backend, key) = (backend_from_wit(backend), self.shared_key(&key));
+        let stores = Arc::clone(&self.services.shared);
+        self.wait_for(|| {
+            stores.compare_and_swap(
+                &backend,
+                &key,
+                expected.as_deref(),
+                &new,
+                ttl_ms.map(millis),
+            )
+        })
+        .map_err(store_error)
     }
 }
 
@@ -558,13 +652,8 @@ impl cache::Host for StoreData {
         // other tasks to a new thread, which costs far more than a hit).
         let found = match store.lookup(&key, Duration::ZERO) {
             CacheLookup::Miss(None) | CacheLookup::Expired(None) if !wait.is_zero() => {
-                // Waiting for another request's fill is the host's time, not the guest's: the
-                // phase deadline moves back by what the wait took (see the epoch callback in
-                // `registry`).
-                let started = Instant::now();
-                let found = run_blocking(|| store.lookup(&key, wait));
-                self.deadline_at += started.elapsed();
-                found
+                // Waiting for another request's fill is the host's time, not the guest's.
+                self.wait_for(|| store.lookup(&key, wait))
             }
             found => found,
         };

@@ -63,18 +63,20 @@
 //! the pool. Pooling wins by an order of magnitude; the price is that guest globals persist between
 //! requests (plugins must keep per-request state in `context`, which the SDK steers them to).
 //!
-//! ## Sync bindings, and outbound HTTP without blocking the event loop
+//! ## Sync bindings, and network I/O without blocking the event loop
 //!
 //! Bindings are synchronous and the engine runs with `concurrency_support(false)`: facts measured with
 //! wasmtime 48 on this machine type put a no-op call at ~254 ns min / 500 ns median sync versus 435 ns with
-//! async (fiber-based) bindings, and async would also need a fiber stack per store. Every import but one
-//! answers from memory; `http-outbound.call` is the exception: it runs through [`services::OutboundHttp`],
-//! which performs the I/O on its own runtime, while the calling thread waits inside
+//! async (fiber-based) bindings, and async would also need a fiber stack per store. Every import but two
+//! answers from memory; `http-outbound.call` and the `shared` stores (Redis, [`shared_store`]) are the
+//! exceptions: they run through [`services::OutboundHttp`] and [`shared_store::SharedStores`], which
+//! perform the I/O on their own runtime (`io_runtime`), while the calling thread waits inside
 //! `tokio::task::block_in_place` when it is a multi-threaded runtime worker (the worker's other tasks move
 //! to another thread meanwhile, so the event loop never stalls). Its timeout is the rest of the phase
-//! deadline. Cost: one blocked thread per in-flight outbound call, measured below; plugins that make no
-//! outbound calls pay nothing for it. If outbound-heavy plugins become common, the alternative is async
-//! bindings on a second engine used only for components that import `http-outbound`.
+//! deadline (for `shared`, the store's own timeout, not charged to the phase deadline). Cost: one blocked
+//! thread per in-flight call, measured below; plugins that make no such calls pay nothing for it. If
+//! outbound-heavy plugins become common, the alternative is async bindings on a second engine used only
+//! for components that import `http-outbound`.
 //!
 //! ## Imports that wait: `request.delay` and `cache.lookup`
 //!
@@ -99,7 +101,8 @@
 //!
 //! ## Files
 //! `bindings` (the only `bindgen!`), `engine` (config, limits, ticker, linker), `host` (store data and the
-//! imports), `services` (traits + in-process impls), `response_cache` (the cache store with fill locks),
+//! imports), `services` (traits + in-process impls), `shared_store` (the `shared` import on Redis),
+//! `io_runtime` (the runtime imports that do network I/O run on), `response_cache` (the cache store with fill locks),
 //! `bounded_map` (the byte-bounded TTL map under kv and cache), `registry` (load, pool, configure, call),
 //! `validate` (upload checks), `artifact` (compiled-artifact cache), `state` (request state, decisions),
 //! `fault` (errors), `metrics` (per-plugin counters).
@@ -109,10 +112,12 @@ mod bounded_map;
 pub mod engine;
 pub mod fault;
 mod host;
+mod io_runtime;
 pub mod metrics;
 pub mod registry;
 mod response_cache;
 pub mod services;
+pub mod shared_store;
 pub mod state;
 pub mod validate;
 

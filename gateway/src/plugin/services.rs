@@ -1,11 +1,13 @@
-//! What the host imports need from the gateway: shared counters, kv, response cache, consumers, outbound
-//! HTTP and a metrics sink, each behind a trait the gateway implements over its real stores (Redis later),
-//! plus working in-process implementations ([`HostServices::local`]) used by tests and single-node setups.
+//! What the host imports need from the gateway: counters, kv, response cache, consumers, outbound HTTP, a
+//! metrics sink and the stores shared between nodes ([`super::shared_store`]), each behind a trait, with
+//! working implementations ([`HostServices::local`]) used by tests and the gateway alike.
 //!
 //! Keys reaching these traits are already namespaced per plugin (`<plugin>\u{0}<key>`), so plugins cannot
 //! read each other's entries.
 use super::bounded_map::{BoundedTtlMap, Eviction};
+use super::io_runtime::{IoError, IoRuntime};
 pub use super::response_cache::{CacheLookup, CachedResponse, FillLock, LocalCache, ResponseCache};
+use super::shared_store::{RedisShared, SharedStores};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -146,6 +148,8 @@ pub trait MetricsSink: Send + Sync {
 pub struct HostServices {
     /// Counters.
     pub counters: Arc<dyn Counters>,
+    /// Stores shared between gateway nodes, named by the plugin's config (Redis).
+    pub shared: Arc<dyn SharedStores>,
     /// Key/value store.
     pub kv: Arc<dyn KvStore>,
     /// Response cache.
@@ -160,10 +164,11 @@ pub struct HostServices {
 
 impl HostServices {
     /// In-process implementations: local counters, a 64 MiB kv, a 256 MiB cache, an empty consumer table,
-    /// no outbound upstreams, in-memory metrics.
+    /// no outbound upstreams, in-memory metrics; shared stores on whatever Redis a plugin's config names.
     pub fn local() -> Self {
         Self {
             counters: Arc::new(LocalCounters::default()),
+            shared: Arc::new(RedisShared::default()),
             kv: Arc::new(LocalKv::new(64 << 20, 1 << 20)),
             cache: Arc::new(LocalCache::new(256 << 20, 16 << 20)),
             consumers: Arc::new(MemoryConsumers::default()),
@@ -343,11 +348,12 @@ impl MetricsSink for MemoryMetrics {
     }
 }
 
-/// HTTP/1.1 client to named upstreams (`name -> address`), running on its own small tokio runtime so that
-/// the blocking [`OutboundHttp::call`] works from any thread. Bodies over 1 MiB are refused.
+/// HTTP/1.1 client to named upstreams (`name -> address`), running on its own small tokio runtime
+/// ([`IoRuntime`]) so that the blocking [`OutboundHttp::call`] works from any thread. Bodies over 1 MiB are
+/// refused.
 pub struct HyperOutbound {
     upstreams: RwLock<HashMap<String, SocketAddr>>,
-    runtime: OnceLock<Result<tokio::runtime::Runtime, String>>,
+    io: IoRuntime,
     client: OnceLock<
         hyper_util::client::legacy::Client<
             hyper_util::client::legacy::connect::HttpConnector,
@@ -363,7 +369,7 @@ impl HyperOutbound {
     pub fn new(upstreams: HashMap<String, SocketAddr>) -> Self {
         Self {
             upstreams: RwLock::new(upstreams),
-            runtime: OnceLock::new(),
+            io: IoRuntime::new("plugin-outbound"),
             client: OnceLock::new(),
         }
     }
@@ -374,29 +380,6 @@ impl HyperOutbound {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name.to_string(), addr);
-    }
-
-    fn runtime(&self) -> Result<&tokio::runtime::Runtime, OutboundError> {
-        self.runtime
-            .get_or_init(|| {
-                tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(1)
-                    .thread_name("sluice-plugin-outbound")
-                    .enable_all()
-                    .build()
-                    .map_err(|e| e.to_string())
-            })
-            .as_ref()
-            .map_err(|e| OutboundError::ConnectFailed(format!("outbound runtime: {e}")))
-    }
-}
-
-impl Drop for HyperOutbound {
-    fn drop(&mut self) {
-        // Dropping a runtime blocks; the owner may be dropped inside an async context.
-        if let Some(Ok(rt)) = self.runtime.take() {
-            rt.shutdown_background();
-        }
     }
 }
 
@@ -422,7 +405,6 @@ impl OutboundHttp for HyperOutbound {
         *req.method_mut() = request.method;
         *req.uri_mut() = uri;
         *req.headers_mut() = request.headers;
-        let runtime = self.runtime()?;
         let client = self
             .client
             .get_or_init(|| {
@@ -430,30 +412,27 @@ impl OutboundHttp for HyperOutbound {
                     .build_http()
             })
             .clone();
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        runtime.spawn(async move {
-            let result = tokio::time::timeout(timeout, async move {
-                let resp = client
-                    .request(req)
-                    .await
-                    .map_err(|e| OutboundError::ConnectFailed(e.to_string()))?;
-                let (parts, body) = resp.into_parts();
-                let body = http_body_util::Limited::new(body, OUTBOUND_BODY_LIMIT)
-                    .collect()
-                    .await
-                    .map_err(|e| OutboundError::BadResponse(e.to_string()))?
-                    .to_bytes();
-                Ok(OutboundResponse {
-                    status: parts.status.as_u16(),
-                    headers: parts.headers,
-                    body,
-                })
+        let call = async move {
+            let resp = client
+                .request(req)
+                .await
+                .map_err(|e| OutboundError::ConnectFailed(e.to_string()))?;
+            let (parts, body) = resp.into_parts();
+            let body = http_body_util::Limited::new(body, OUTBOUND_BODY_LIMIT)
+                .collect()
+                .await
+                .map_err(|e| OutboundError::BadResponse(e.to_string()))?
+                .to_bytes();
+            Ok(OutboundResponse {
+                status: parts.status.as_u16(),
+                headers: parts.headers,
+                body,
             })
-            .await
-            .unwrap_or(Err(OutboundError::Timeout));
-            let _ = tx.send(result);
-        });
-        rx.recv_timeout(timeout + Duration::from_millis(50))
-            .unwrap_or(Err(OutboundError::Timeout))
+        };
+        match self.io.run(timeout, call) {
+            Ok(result) => result,
+            Err(IoError::Timeout) => Err(OutboundError::Timeout),
+            Err(e @ IoError::NoRuntime(..)) => Err(OutboundError::ConnectFailed(e.to_string())),
+        }
     }
 }

@@ -5,12 +5,13 @@ use wasmtime::component::Component;
 use wasmtime::Engine;
 
 /// Interfaces a plugin may import: exactly the world's imports.
-pub const ALLOWED_IMPORTS: [&str; 12] = [
+pub const ALLOWED_IMPORTS: [&str; 13] = [
     "sluice:plugin/request@0.1.0",
     "sluice:plugin/response@0.1.0",
     "sluice:plugin/context@0.1.0",
     "sluice:plugin/consumers@0.1.0",
     "sluice:plugin/counters@0.1.0",
+    "sluice:plugin/shared@0.1.0",
     "sluice:plugin/kv@0.1.0",
     "sluice:plugin/cache@0.1.0",
     "sluice:plugin/http-outbound@0.1.0",

@@ -2,10 +2,12 @@
 //! then drain.
 //!
 //! Shutdown order: stop accepting, let in-flight requests finish (bounded by `--shutdown-timeout`),
-//! then flush the store so nothing acknowledged is lost.
+//! then flush the store so nothing acknowledged is lost. With an etcd store, a [`Watcher`] task keeps the
+//! live snapshot in step with etcd from the first snapshot on.
 
 use crate::admin::{self, AdminKey, AdminState};
 use crate::catalog::Catalog;
+use crate::cluster::{self, Mirror, Watcher};
 use crate::consumers::LiveConsumers;
 use crate::metrics::{self, HttpMetrics, Metrics, PluginDefinedMetrics};
 use crate::plugin::services::LocalCache;
@@ -13,7 +15,8 @@ use crate::plugin::{ArtifactCache, HostConfig, HostServices, PluginEngine, Plugi
 use crate::proxy::ProxyState;
 use crate::settings::Settings;
 use crate::snapshot::{ConfigSet, Live, Snapshot};
-use crate::store::{ConfigStore, SledStore};
+use crate::store::etcd::{EtcdStore, EtcdUrl};
+use crate::store::{ConfigStore, SledArtifacts, SledStore, StoredObject};
 use crate::tls::TlsAcceptor;
 use crate::upstream::Dns;
 use anyhow::Context;
@@ -38,20 +41,58 @@ async fn bind(name: &'static str, addr: SocketAddr) -> anyhow::Result<TcpListene
     Ok(listener)
 }
 
-type Stores = (Arc<dyn ConfigStore>, Arc<dyn ArtifactCache>);
+/// The store, the compiled-artifact cache, and what the store held at start.
+struct Opened {
+    store: Arc<dyn ConfigStore>,
+    artifacts: Arc<dyn ArtifactCache>,
+    plugins: Vec<(String, Vec<u8>)>,
+    objects: Vec<StoredObject>,
+    /// With etcd: the store again and this node's first copy of it, for the watcher.
+    cluster: Option<(Arc<EtcdStore>, Mirror)>,
+}
 
-fn open_store(settings: &Settings) -> anyhow::Result<Stores> {
-    match settings.config_store.as_str() {
+async fn open_store(settings: &Settings) -> anyhow::Result<Opened> {
+    let url = settings.config_store.as_str();
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
+    match url {
         "sled" => {
-            std::fs::create_dir_all(&settings.data_dir)
-                .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
             let store = SledStore::open(&settings.data_dir)
                 .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?;
             let artifacts = Arc::new(store.artifact_cache());
-            Ok((Arc::new(store), artifacts))
+            let plugins = store
+                .load_plugins()
+                .await
+                .context("loading stored plugins")?;
+            let objects = store.load_all().await.context("loading stored config")?;
+            Ok(Opened {
+                store: Arc::new(store),
+                artifacts,
+                plugins,
+                objects,
+                cluster: None,
+            })
         }
         other if other.starts_with("etcd://") => {
-            anyhow::bail!("--config-store {other}: the etcd backend is not part of this build yet; use `sled`")
+            let url: EtcdUrl = other.parse()?;
+            let artifacts = SledArtifacts::open(&settings.data_dir).with_context(|| {
+                format!(
+                    "opening the artifact cache in {}",
+                    settings.data_dir.display()
+                )
+            })?;
+            let joined = cluster::join(&url)
+                .await
+                .with_context(|| format!("reading the configuration from {other}"))?;
+            let mirror = Mirror::from_listing(&joined.listing);
+            let store = Arc::new(joined.store);
+            Ok(Opened {
+                store: Arc::clone(&store) as Arc<dyn ConfigStore>,
+                artifacts: Arc::new(artifacts),
+                plugins: joined.plugins,
+                objects: joined.listing.objects,
+                cluster: Some((store, mirror)),
+            })
         }
         other => {
             anyhow::bail!("--config-store {other:?}: expected `sled` or `etcd://host:port/prefix`")
@@ -63,7 +104,7 @@ fn open_store(settings: &Settings) -> anyhow::Result<Stores> {
 /// it holds this engine's build of it, so a restart does not recompile).
 async fn load_plugins(
     settings: &Settings,
-    store: &dyn ConfigStore,
+    stored: Vec<(String, Vec<u8>)>,
     artifacts: Arc<dyn ArtifactCache>,
     consumers: Arc<LiveConsumers>,
     plugin_metrics: Arc<PluginDefinedMetrics>,
@@ -79,11 +120,7 @@ async fn load_plugins(
     let engine = PluginEngine::new(HostConfig::default(), services)
         .map_err(|e| anyhow::anyhow!("starting the plugin engine: {e}"))?;
     let registry = Arc::new(PluginRegistry::new(engine, artifacts));
-    for (name, bytes) in store
-        .load_plugins()
-        .await
-        .context("loading stored plugins")?
-    {
+    for (name, bytes) in stored {
         let reg = Arc::clone(&registry);
         let n = name.clone();
         let loaded = tokio::task::spawn_blocking(move || reg.load(&n, &bytes)).await?;
@@ -165,20 +202,25 @@ impl ShutdownSignals {
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut signals = ShutdownSignals::install()?;
-    let (store, artifacts) = open_store(&settings)?;
+    let Opened {
+        store,
+        artifacts,
+        plugins,
+        objects,
+        cluster,
+    } = open_store(&settings).await?;
     let consumers = Arc::new(LiveConsumers::default());
     let plugin_metrics = Arc::new(PluginDefinedMetrics::default());
     let catalog = Arc::new(
         load_plugins(
             &settings,
-            store.as_ref(),
+            plugins,
             artifacts,
             Arc::clone(&consumers),
             Arc::clone(&plugin_metrics),
         )
         .await?,
     );
-    let objects = store.load_all().await.context("loading stored config")?;
     let count = objects.len();
     // Off the async workers: the first build compiles the built-in plugins the config uses.
     let cat = Arc::clone(&catalog);
@@ -223,6 +265,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         catalog,
         key,
     ));
+    let watcher = cluster.map(|(etcd, mirror)| {
+        let watcher = Watcher::new(etcd, Arc::clone(&admin_state), mirror);
+        tokio::spawn(watcher.run(stop_rx.clone()))
+    });
     let metrics_app = metrics::endpoint::router(exporter, Arc::clone(&store));
     let metrics_task =
         serve_until_stopped("metrics", metrics_listener, metrics_app, stop_rx.clone());
@@ -264,6 +310,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), admin_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), metrics_task).await;
+    if let Some(watcher) = watcher {
+        let _ = tokio::time::timeout(Duration::from_secs(5), watcher).await;
+    }
     store.flush().await.context("flushing the store")?;
     tracing::info!("stopped");
     Ok(())

@@ -56,6 +56,36 @@ impl ConfigSet {
         self.by_kind.get_mut(&kind)?.remove(id)
     }
 
+    /// The same objects with the same values (kinds left empty by deletes count as absent).
+    pub fn same_as(&self, other: &ConfigSet) -> bool {
+        ResourceKind::ALL
+            .into_iter()
+            .all(|kind| self.objects(kind).eq(other.objects(kind)))
+    }
+
+    /// SHA-256 (hex) over one line per object, `<segment>/<id> <compact JSON>\n`, in byte order of
+    /// `<segment>/<id>`: equal on two nodes exactly when they hold the same configuration, and computable
+    /// from an etcd listing by anyone (object keys sorted, as `serde_json` writes them).
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut lines: Vec<(String, String)> = ResourceKind::ALL
+            .into_iter()
+            .flat_map(|kind| {
+                self.objects(kind)
+                    .map(move |(id, v)| (format!("{}/{id}", kind.segment()), v.to_string()))
+            })
+            .collect();
+        lines.sort();
+        let mut hash = Sha256::new();
+        for (key, json) in lines {
+            hash.update(key.as_bytes());
+            hash.update(b" ");
+            hash.update(json.as_bytes());
+            hash.update(b"\n");
+        }
+        hex::encode(hash.finalize())
+    }
+
     /// Objects that point at (`kind`, `id`) and would dangle if it were deleted.
     pub fn referrers(&self, kind: ResourceKind, id: &str) -> Vec<(ResourceKind, String)> {
         let fields: &[(ResourceKind, &str)] = match kind {
@@ -121,5 +151,36 @@ mod tests {
                 (ResourceKind::Services, "s".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn digest_and_sameness_follow_content_not_history() {
+        let mut a = ConfigSet::default();
+        a.put(
+            ResourceKind::Routes,
+            "1".into(),
+            json!({"uri": "/a", "id": "1"}),
+        );
+        let mut b = ConfigSet::default();
+        b.put(ResourceKind::Upstreams, "u".into(), json!({}));
+        b.remove(ResourceKind::Upstreams, "u");
+        b.put(
+            ResourceKind::Routes,
+            "1".into(),
+            json!({"id": "1", "uri": "/a"}),
+        );
+        assert!(a.same_as(&b));
+        assert_eq!(a.digest(), b.digest());
+        // One line: `routes/1 {"id":"1","uri":"/a"}\n`.
+        use sha2::{Digest, Sha256};
+        let line = "routes/1 {\"id\":\"1\",\"uri\":\"/a\"}\n";
+        assert_eq!(a.digest(), hex::encode(Sha256::digest(line)));
+        b.put(
+            ResourceKind::Routes,
+            "1".into(),
+            json!({"id": "1", "uri": "/b"}),
+        );
+        assert!(!a.same_as(&b));
+        assert_ne!(a.digest(), b.digest());
     }
 }

@@ -18,6 +18,8 @@ pub struct SledStore {
 /// Only the gateway writes this tree: artifacts are native code that wasmtime trusts.
 pub struct SledArtifacts {
     tree: sled::Tree,
+    /// Held when the cache has a database of its own ([`SledArtifacts::open`]).
+    _db: Option<sled::Db>,
 }
 
 impl crate::plugin::ArtifactCache for SledArtifacts {
@@ -33,19 +35,36 @@ impl crate::plugin::ArtifactCache for SledArtifacts {
     }
 }
 
+impl SledArtifacts {
+    /// A cache in its own database, `<data-dir>/artifacts.sled`, for nodes whose configuration lives
+    /// elsewhere (etcd): compiled code stays per node even when the configuration is shared.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        let db = open_db(&data_dir.join("artifacts.sled"), 8 << 20)?;
+        let tree = db.open_tree("artifacts").map_err(backend)?;
+        Ok(SledArtifacts {
+            tree,
+            _db: Some(db),
+        })
+    }
+}
+
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
+/// sled's default page cache is 1 GiB; config and plugin binaries are small and the live config is served
+/// from the in-memory snapshot anyway, so each database gets a small one.
+fn open_db(path: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
+    sled::Config::new()
+        .path(path)
+        .cache_capacity(cache_bytes)
+        .open()
+        .map_err(backend)
+}
+
 impl SledStore {
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(data_dir.join("config.sled"))
-            // sled's default page cache is 1 GiB; config and plugin binaries are small and the live
-            // config is served from the in-memory snapshot anyway.
-            .cache_capacity(32 << 20)
-            .open()
-            .map_err(backend)?;
+        let db = open_db(&data_dir.join("config.sled"), 32 << 20)?;
         let plugins = db.open_tree("wasm_plugins").map_err(backend)?;
         let artifacts = db.open_tree("artifacts").map_err(backend)?;
         Ok(SledStore {
@@ -58,6 +77,7 @@ impl SledStore {
     pub fn artifact_cache(&self) -> SledArtifacts {
         SledArtifacts {
             tree: self.artifacts.clone(),
+            _db: None,
         }
     }
 }

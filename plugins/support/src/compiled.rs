@@ -69,6 +69,7 @@ pub trait Compile: Sized {
 }
 
 /// A plugin config: the compiled rules, or the reason the config is refused.
+#[derive(Debug)]
 pub struct Compiled<R>(Result<R, String>);
 
 impl<'de, R: Compile> Deserialize<'de> for Compiled<R> {

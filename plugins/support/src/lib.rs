@@ -17,6 +17,7 @@
 //! - [`ngx`]: nginx/OpenResty reading rules the plugins mirror (`ngx.decode_base64`, query arguments).
 //! - [`auth`]: `key-auth`, `basic-auth`, `jwt-auth`: the 401, secret comparison, consumer handling.
 //! - [`limit`]: `limit-count`, `limit-req`, `limit-conn`: keys and rejection fields.
+//! - [`store`]: where they count: `policy` and APISIX's `redis_*` fields, and the operations on either store.
 //! - [`cas`]: the bounded compare-and-swap loop over `kv` (`limit-req`, `api-breaker`).
 //! - [`template`], [`header_ops`]: `$var` templates and `headers` rules (`proxy-rewrite`,
 //!   `response-rewrite`; templates also build `var_combination` limit keys).
@@ -30,6 +31,7 @@ pub mod limit;
 pub mod ngx;
 pub mod reply;
 pub mod schema;
+pub mod store;
 pub mod template;
 
 #[cfg(all(feature = "testing", not(target_arch = "wasm32")))]

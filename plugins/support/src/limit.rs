@@ -1,12 +1,21 @@
 //! What `limit-count`, `limit-req` and `limit-conn` share, so the three behave identically where APISIX's do:
 //! the `key_type`/`key` resolution, the fields that say how to reject (`rejected_code`, `rejected_msg`,
-//! `policy`, `allow_degradation`), the rejection response and the answer when the counter store fails.
+//! `allow_degradation`), where to count (`policy` and the `redis_*` fields, see [`crate::store`]), the
+//! rejection response and the answer when the counter store fails.
+//!
+//! `allow_degradation` when a shared store (Redis) is down: this gateway counts in its own memory instead
+//! ([`Common::on_store`]), so each node still enforces the limit on its own share of the traffic. APISIX
+//! lets such requests through unlimited; counting locally keeps a node from being overrun while Redis is
+//! away. Without it the request gets a 500, as in APISIX.
 
+use crate::compiled::Compiled;
 use crate::reply::{json_object, json_response};
 use crate::schema::{field, not_empty, one_of, within};
+use crate::store::{Policy, Store};
 use crate::template::Template;
 use serde::Deserialize;
-use sluice_plugin_sdk::{log, request, Decision, Response};
+use sluice_plugin_sdk::{clock, log, request, Backend, Decision, Response, StoreError};
+use std::cell::Cell;
 use std::fmt::Display;
 
 /// The fields every limiting plugin has, with APISIX's defaults; `#[serde(flatten)]`ed into each config.
@@ -15,42 +24,74 @@ pub struct Common {
     #[serde(default = "default_rejected_code")]
     rejected_code: i64,
     rejected_msg: Option<String>,
-    #[serde(default = "default_policy")]
-    policy: String,
-    /// When the counter store fails: let the request through (`true`) or answer 500 (`false`).
+    /// When the shared store fails: count on this gateway (`true`) or answer 500 (`false`).
     #[serde(default)]
     allow_degradation: bool,
+    #[serde(flatten)]
+    policy: Compiled<Policy>,
 }
 
 fn default_rejected_code() -> i64 {
     503
 }
 
-fn default_policy() -> String {
-    "local".to_string()
+thread_local! {
+    /// When this instance last logged that it counts locally (ms since the epoch); see [`Common::on_store`].
+    static DEGRADED_LOGGED_AT: Cell<u64> = const { Cell::new(0) };
 }
 
+/// An outage logs once per this many milliseconds per instance, not once per request.
+const DEGRADED_LOG_EVERY_MS: u64 = 10_000;
+
 impl Common {
-    /// Checks the shared fields. Redis policies are valid APISIX but not served yet: refusing them at admin
-    /// time is better than silently counting per gateway when the operator asked for a cluster-wide limit.
+    /// Checks the shared fields, `policy` and the `redis_*` fields included.
     pub fn validate(&self) -> Result<(), String> {
         field(
             "rejected_code",
             within(self.rejected_code, Some(200), Some(599)),
         )?;
         field("rejected_msg", not_empty(self.rejected_msg.as_deref()))?;
-        field(
-            "policy",
-            one_of(&self.policy, &["local", "redis", "redis-cluster"]),
-        )?;
-        if self.policy != "local" {
-            return Err(format!(
-                "policy \"{}\" is not available yet: Redis policies are not supported by this gateway, \
-                 counters are kept in its memory (use \"local\")",
-                self.policy
-            ));
+        self.policy.validate()
+    }
+
+    /// For plugins that count in this gateway's memory only (`limit-conn`): a Redis policy is valid APISIX,
+    /// but refusing it at admin time beats silently counting per gateway when a cluster-wide limit was
+    /// asked for.
+    pub fn local_only(&self, plugin: &str) -> Result<(), String> {
+        let policy = match self.policy.rules() {
+            Some(Policy::Shared(Backend::Redis(_))) => "redis",
+            Some(Policy::Shared(Backend::RedisCluster(_))) => "redis-cluster",
+            _ => return Ok(()),
+        };
+        Err(format!(
+            "policy \"{policy}\" is not available for {plugin} yet: it counts in this gateway's memory \
+             (use \"local\")"
+        ))
+    }
+
+    /// Runs `op` on the store the policy names. When that is a shared store that cannot be reached and
+    /// `allow_degradation` is set, `op` runs again on this gateway's own store (logged, at most every 10 s).
+    pub fn on_store<T>(
+        &self,
+        op: impl Fn(Store<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let Some(Policy::Shared(backend)) = self.policy.rules() else {
+            return op(Store::Local);
+        };
+        match op(Store::Shared(backend)) {
+            Err(StoreError::Unavailable(why)) if self.allow_degradation => {
+                let now = clock::now_unix_ms();
+                let last = DEGRADED_LOGGED_AT.with(Cell::get);
+                if last == 0 || now.saturating_sub(last) >= DEGRADED_LOG_EVERY_MS {
+                    DEGRADED_LOGGED_AT.with(|t| t.set(now));
+                    log::warn(&format!(
+                        "{why}; counting on this gateway only (allow_degradation)"
+                    ));
+                }
+                op(Store::Local)
+            }
+            other => other,
         }
-        Ok(())
     }
 
     /// The answer to a request over the limit: `rejected_code` with `{"error_msg": rejected_msg}`, or an

@@ -341,8 +341,12 @@ async fn invalid_configs_are_refused_with_apisix_messages() {
             r#"property "count" is required"#,
         ),
         (
-            json!({"limit-count": {"count": 1, "time_window": 60, "policy": "redis", "redis_host": "127.0.0.1"}}),
-            r#"policy "redis" is not available yet"#,
+            json!({"limit-count": {"count": 1, "time_window": 60, "policy": "redis"}}),
+            r#"property "redis_host" is required"#,
+        ),
+        (
+            json!({"limit-conn": {"conn": 1, "burst": 0, "default_conn_delay": 1, "policy": "redis", "redis_host": "127.0.0.1"}}),
+            r#"policy "redis" is not available for limit-conn yet"#,
         ),
         (
             json!({"limit-count": {"count": 1, "time_window": 60, "rejected_code": 600}}),

@@ -11,6 +11,8 @@ mod builtin_cache;
 mod builtin_limits;
 mod builtin_traffic;
 mod cli;
+mod cluster_etcd;
+mod cluster_redis;
 mod compression;
 mod config_swap;
 mod grpc;

@@ -94,7 +94,8 @@ impl Plugin for LimitConn {
             greater_than(required("default_conn_delay", cfg.default_conn_delay)?, 0.0),
         )?;
         cfg.key_type.validate(&["var", "var_combination"])?;
-        cfg.common.validate()
+        cfg.common.validate()?;
+        cfg.common.local_only("limit-conn")
     }
 
     fn access(cfg: &Config) -> Decision {

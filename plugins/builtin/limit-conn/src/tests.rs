@@ -144,6 +144,10 @@ fn validation_messages_follow_apisix() {
             r#"{"conn": 1, "burst": 0, "default_conn_delay": 1, "rejected_msg": ""}"#,
             r#"property "rejected_msg" validation failed: string too short, expected at least 1, got 0"#,
         ),
+        (
+            r#"{"conn": 1, "burst": 0, "default_conn_delay": 1, "policy": "redis", "redis_host": "h"}"#,
+            r#"policy "redis" is not available for limit-conn yet: it counts in this gateway's memory (use "local")"#,
+        ),
     ];
     for (json, want) in cases {
         assert_eq!(refused::<LimitConn>(json), want, "{json}");

@@ -1,19 +1,21 @@
 //! `limit-count`: APISIX's fixed-window quota. At most `count` requests per `time_window` seconds per key;
 //! the rest get `rejected_code` (503) until the window resets.
 //!
-//! Exact under concurrency because the whole decision is one atomic host increment (`counters::incr`): the
-//! count a request sees already includes itself, so no two requests can both take the last slot. Clients
+//! Exact under concurrency because the whole decision is one atomic increment (`counters::incr`, or
+//! `shared::incr` on Redis with `policy: "redis"`/`"redis-cluster"`, which makes the limit hold across every
+//! gateway node): the count a request sees already includes itself, so no two requests can both take the
+//! last slot. Clients
 //! learn their quota from `X-RateLimit-Limit` / `-Remaining` / `-Reset`, on accepted responses (set in
 //! `header_filter`, which sees the upstream's response) and on rejections.
 
 use serde::Deserialize;
 use sluice_builtin_support::limit::{ceil_secs, route_scoped, Common, KeyType};
 use sluice_builtin_support::schema::{field, greater_than, not_empty, required};
-use sluice_plugin_sdk::{context, counters, export_plugin, response, Decision, Plugin, Response};
+use sluice_plugin_sdk::{context, export_plugin, response, Decision, Plugin, Response};
 use std::time::Duration;
 
-/// The plugin's config, with APISIX's names and defaults. Unknown fields (e.g. the `redis_*` ones of an
-/// APISIX config) are ignored, as APISIX does.
+/// The plugin's config, with APISIX's names and defaults (the `policy`/`redis_*` ones are in [`Common`]).
+/// Unknown fields are ignored, as APISIX does.
 #[derive(Debug, Deserialize)]
 pub struct Config {
     /// Required; `Option` so that a missing one gets APISIX's message from `validate`.
@@ -98,7 +100,8 @@ impl Plugin for LimitCount {
             // inheriting one whose window has another length.
             None => route_scoped(&format!("{window}:{key}")),
         };
-        let counted = match counters::incr(&key, 1, Duration::from_secs(window)) {
+        let window = Duration::from_secs(window);
+        let counted = match cfg.common.on_store(|store| store.incr(&key, 1, window)) {
             Ok(counted) => counted,
             Err(e) => return cfg.common.store_failed("count", e),
         };

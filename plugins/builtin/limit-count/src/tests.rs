@@ -260,15 +260,14 @@ fn validation_messages_follow_apisix() {
     for (json, want) in cases {
         assert_eq!(refused::<LimitCount>(json), want, "{json}");
     }
-    for policy in ["redis", "redis-cluster"] {
-        let msg = refused::<LimitCount>(&format!(
-            r#"{{"count": 1, "time_window": 1, "policy": "{policy}", "redis_host": "127.0.0.1"}}"#
-        ));
-        assert!(
-            msg.starts_with(&format!("policy \"{policy}\" is not available yet")),
-            "{msg}"
-        );
-    }
+    assert_eq!(
+        refused::<LimitCount>(r#"{"count": 1, "time_window": 1, "policy": "redis"}"#),
+        r#"property "redis_host" is required"#
+    );
+    assert_eq!(
+        refused::<LimitCount>(r#"{"count": 1, "time_window": 1, "policy": "redis-cluster"}"#),
+        r#"property "redis_cluster_nodes" is required"#
+    );
     assert!(
         refused::<LimitCount>(r#"{"count": "ten", "time_window": 1}"#).contains("invalid type")
     );
@@ -283,4 +282,43 @@ fn validation_messages_follow_apisix() {
 fn runs_in_access_and_header_filter_only() {
     let phases = TestHost::new().phases::<LimitCount>();
     assert_eq!(phases, &[Phase::Access, Phase::HeaderFilter]);
+}
+
+const ON_REDIS: &str =
+    r#"{"count": 2, "time_window": 60, "policy": "redis", "redis_host": "127.0.0.1""#;
+
+#[test]
+fn a_redis_policy_counts_in_the_shared_store() {
+    let (host, cfg) = setup::<LimitCount>(&format!("{ON_REDIS}}}"));
+    assert_eq!(request(&host, &cfg, "1", A), (200, quota("2", "1", "60")));
+    // Another gateway naming the same Redis shares the count; the local counters saw nothing.
+    let local = configure::<LimitCount>(&host, r#"{"count": 2, "time_window": 60}"#);
+    assert_eq!(request(&host, &local, "1", A).0, 200);
+    assert_eq!(request(&host, &local, "1", A).0, 200);
+    assert_eq!(request(&host, &cfg, "1", A), (200, quota("2", "0", "60")));
+    assert_eq!(request(&host, &cfg, "1", A).0, 503);
+}
+
+#[test]
+fn with_redis_down_requests_fail_or_are_counted_locally_per_allow_degradation() {
+    let (host, strict) = setup::<LimitCount>(&format!("{ON_REDIS}}}"));
+    host.set_shared_unavailable(true);
+    assert_eq!(request(&host, &strict, "1", A).0, 500);
+    let lenient = configure::<LimitCount>(
+        &host,
+        &format!(r#"{ON_REDIS}, "allow_degradation": true}}"#),
+    );
+    assert_eq!(request(&host, &lenient, "1", A).0, 200);
+    assert_eq!(request(&host, &lenient, "1", A).0, 200);
+    assert_eq!(
+        request(&host, &lenient, "1", A).0,
+        503,
+        "the limit still holds on this gateway"
+    );
+    host.set_shared_unavailable(false);
+    assert_eq!(
+        request(&host, &lenient, "1", A).0,
+        200,
+        "Redis is back: its own count (one so far) applies again"
+    );
 }

@@ -3,15 +3,16 @@
 //! rest are rejected with `rejected_code` (503).
 //!
 //! The bucket is the nginx `limit_req` record (excess in milli-requests, time of the last accepted request)
-//! kept in the shared kv store. Concurrent requests update it with a read / compute / compare-and-swap loop,
-//! so two requests never both fill the same room in the bucket. The delay is `request::delay`: the gateway
+//! kept in the kv store, or on Redis with `policy: "redis"`/`"redis-cluster"` so that every gateway node
+//! drains one bucket. Concurrent requests update it with a read / compute / compare-and-swap loop, so two
+//! requests never both fill the same room in the bucket. The delay is `request::delay`: the gateway
 //! holds the request on a timer, no worker blocks.
 
 use serde::Deserialize;
 use sluice_builtin_support::cas::{retry, CAS_ATTEMPTS};
 use sluice_builtin_support::limit::{route_scoped, Common, KeyType};
 use sluice_builtin_support::schema::{field, greater_than, required, within};
-use sluice_plugin_sdk::{clock, export_plugin, kv, request, Decision, Plugin};
+use sluice_plugin_sdk::{clock, export_plugin, request, Decision, Plugin};
 use std::time::Duration;
 
 /// The plugin's config, with APISIX's names and defaults; unknown fields are ignored.
@@ -129,21 +130,23 @@ impl Plugin for LimitReq {
                 .resolve(cfg.key.as_deref().unwrap_or("remote_addr")),
         );
         let (rate, burst) = (cfg.rate_milli(), cfg.burst_milli());
-        let outcome = retry(CAS_ATTEMPTS, || {
-            let current = kv::get(&key);
-            let previous = current.as_deref().and_then(Bucket::decode);
-            match leak(previous, clock::now_unix_ms(), rate, burst) {
-                Verdict::Reject => Ok(Some(Verdict::Reject)),
-                Verdict::Accept(bucket, delay) => {
-                    let swapped = kv::compare_and_swap(
-                        &key,
-                        current.as_deref(),
-                        &bucket.encode(),
-                        Some(keep_for(bucket, rate)),
-                    )?;
-                    Ok(swapped.then_some(Verdict::Accept(bucket, delay)))
+        let outcome = cfg.common.on_store(|store| {
+            retry(CAS_ATTEMPTS, || {
+                let current = store.get(&key)?;
+                let previous = current.as_deref().and_then(Bucket::decode);
+                match leak(previous, clock::now_unix_ms(), rate, burst) {
+                    Verdict::Reject => Ok(Some(Verdict::Reject)),
+                    Verdict::Accept(bucket, delay) => {
+                        let swapped = store.compare_and_swap(
+                            &key,
+                            current.as_deref(),
+                            &bucket.encode(),
+                            Some(keep_for(bucket, rate)),
+                        )?;
+                        Ok(swapped.then_some(Verdict::Accept(bucket, delay)))
+                    }
                 }
-            }
+            })
         });
         match outcome {
             Ok(Some(Verdict::Reject)) => Decision::Respond(cfg.common.rejection()),

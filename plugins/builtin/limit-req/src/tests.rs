@@ -1,7 +1,7 @@
 use super::*;
 use sluice_builtin_support::testing::{refused, setup};
 use sluice_plugin_sdk::testing::{TestConfig, TestHost};
-use sluice_plugin_sdk::Phase;
+use sluice_plugin_sdk::{kv, Backend, Phase, Redis, RedisNode};
 
 /// One request from `client`: `Ok(delay_ms)` when it goes on, `Err(status)` when rejected.
 fn request(host: &TestHost, cfg: &TestConfig<LimitReq>, client: &str) -> Result<u64, u16> {
@@ -207,10 +207,58 @@ fn validation_messages_follow_apisix() {
     }
     let e =
         refused::<LimitReq>(r#"{"rate": 1, "burst": 1, "key": "remote_addr", "policy": "redis"}"#);
-    assert!(
-        e.starts_with("policy \"redis\" is not available yet"),
-        "{e}"
+    assert_eq!(e, r#"property "redis_host" is required"#);
+}
+
+const ON_REDIS: &str = r#"{"rate": 1, "burst": 0, "key": "remote_addr", "policy": "redis",
+    "redis_host": "10.0.0.9", "redis_port": 6380, "redis_password": "pw", "redis_timeout": 200"#;
+
+fn the_redis() -> Backend {
+    Backend::Redis(Redis {
+        node: RedisNode {
+            host: "10.0.0.9".into(),
+            port: 6380,
+        },
+        username: None,
+        password: Some("pw".into()),
+        database: 0,
+        timeout: Duration::from_millis(200),
+    })
+}
+
+#[test]
+fn a_redis_policy_keeps_the_bucket_in_the_shared_store() {
+    let (host, cfg) = setup::<LimitReq>(&format!("{ON_REDIS}}}"));
+    assert_eq!(request(&host, &cfg, A), Ok(0));
+    assert_eq!(request(&host, &cfg, A), Err(503));
+    let key = "route:1:10.0.0.1";
+    assert!(host.shared_kv(&the_redis(), key).is_some());
+    assert!(host.kv(key).is_none(), "nothing in this gateway's own kv");
+}
+
+#[test]
+fn with_redis_down_requests_fail_or_are_limited_locally_per_allow_degradation() {
+    let (host, strict) = setup::<LimitReq>(&format!("{ON_REDIS}}}"));
+    host.set_shared_unavailable(true);
+    assert_eq!(request(&host, &strict, A), Err(500));
+
+    let lenient = sluice_builtin_support::testing::configure::<LimitReq>(
+        &host,
+        &format!(r#"{ON_REDIS}, "allow_degradation": true}}"#),
     );
+    assert_eq!(request(&host, &lenient, A), Ok(0));
+    assert_eq!(
+        request(&host, &lenient, A),
+        Err(503),
+        "still limited, on this gateway"
+    );
+    assert!(host.kv("route:1:10.0.0.1").is_some());
+    let warnings = host
+        .logs()
+        .iter()
+        .filter(|(_, m)| m.contains("counting on this gateway only"))
+        .count();
+    assert_eq!(warnings, 1, "an outage is logged once, not per request");
 }
 
 #[test]
