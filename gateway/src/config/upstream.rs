@@ -203,9 +203,11 @@ impl Upstream {
             }
         }
         if let Some(tls) = &self.tls {
-            if tls.client_cert_id.is_some() {
+            if tls.client_cert_id.is_some()
+                && (tls.client_cert.is_some() || tls.client_key.is_some())
+            {
                 return Err(ConfigError::new(
-                    "tls.client_cert_id: not supported yet; give tls.client_cert and tls.client_key",
+                    "tls.client_cert_id: give either client_cert_id or client_cert and client_key, not both",
                 ));
             }
             if matches!(self.scheme(), "https" | "grpcs") {

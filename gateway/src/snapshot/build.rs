@@ -62,6 +62,8 @@ fn in_resource(kind: ResourceKind, id: &str) -> impl Fn(ConfigError) -> ConfigEr
 
 struct Builder<'a> {
     previous: Option<&'a Snapshot>,
+    /// For references between objects resolved at build time (`tls.client_cert_id` → `ssls`).
+    config: &'a ConfigSet,
     catalog: &'a Catalog,
     upstreams: HashMap<String, Arc<UpstreamRuntime>>,
     /// Chains built only to validate (services, plugin configs), kept until the
@@ -69,7 +71,7 @@ struct Builder<'a> {
     validated: Vec<PluginChain>,
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'a> {
     /// Builds (or reuses, when its JSON did not change) the runtime of one upstream definition.
     fn upstream(
         &mut self,
@@ -77,7 +79,26 @@ impl Builder<'_> {
         up: &Upstream,
         source: &serde_json::Value,
     ) -> Result<Arc<UpstreamRuntime>, ConfigError> {
-        let comparable = UpstreamRuntime::comparable(source);
+        let mut comparable = UpstreamRuntime::comparable(source);
+        let resolved;
+        let up = match up.tls.as_ref().and_then(|t| t.client_cert_id.as_deref()) {
+            None => up,
+            Some(ssl_id) => {
+                let (cert, key) = self.client_cert(ssl_id)?;
+                // The certificate joins the compared JSON, so editing the `ssls` object rebuilds the upstream.
+                if let Some(tls) = comparable.get_mut("tls").and_then(|t| t.as_object_mut()) {
+                    tls.insert("client_cert".into(), cert.into());
+                    tls.insert("client_key".into(), key.into());
+                }
+                let mut with_cert = up.clone();
+                let tls = with_cert.tls.get_or_insert_with(Default::default);
+                tls.client_cert = Some(cert.to_string());
+                tls.client_key = Some(key.to_string());
+                tls.client_cert_id = None;
+                resolved = with_cert;
+                &resolved
+            }
+        };
         if let Some(old) = self.previous.and_then(|p| p.upstreams.get(&name)) {
             if old.source == comparable {
                 self.upstreams.insert(name, Arc::clone(old));
@@ -87,6 +108,22 @@ impl Builder<'_> {
         let rt = Arc::new(UpstreamRuntime::build(name.clone(), up, comparable)?);
         self.upstreams.insert(name, Arc::clone(&rt));
         Ok(rt)
+    }
+
+    /// The certificate and key of `ssls/<id>`, which must be a client certificate (APISIX's `type: "client"`).
+    fn client_cert(&self, id: &str) -> Result<(&'a str, &'a str), ConfigError> {
+        let field = "tls.client_cert_id";
+        let ssl = self
+            .config
+            .get(ResourceKind::Ssls, id)
+            .ok_or_else(|| ConfigError::new(format!("{field}: ssl {id:?} not found")))?;
+        if ssl.get("type").and_then(|t| t.as_str()) != Some("client") {
+            return Err(ConfigError::new(format!(
+                "{field}: ssl {id:?} is not a client certificate (its `type` must be \"client\")"
+            )));
+        }
+        let text = |k: &str| ssl.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+        Ok((text("cert"), text("key")))
     }
 
     /// Validates and configures a `plugins` map into a chain (natively served plugins are not in it).
@@ -168,6 +205,7 @@ impl Snapshot {
     ) -> Result<Snapshot, ConfigError> {
         let mut b = Builder {
             previous,
+            config: &config,
             catalog,
             upstreams: HashMap::new(),
             validated: Vec::new(),
@@ -359,10 +397,11 @@ impl Snapshot {
         }
         let router = Router::build(specs).map_err(|e| ConfigError::new(e.to_string()))?;
         let global_chain = Arc::new(PluginChain::merge(global_chains));
+        let Builder { upstreams, .. } = b;
         Ok(Snapshot {
             config,
             router,
-            upstreams: b.upstreams,
+            upstreams,
             global_chain,
             consumers,
         })

@@ -105,6 +105,31 @@ impl ConfigSet {
                 }
             }
         }
+        if kind == ResourceKind::Ssls {
+            // `tls.client_cert_id` of upstream objects and of inline upstreams.
+            let names_ssl = |up: Option<&Value>| {
+                up.and_then(|u| u.get("tls"))
+                    .and_then(|t| id_field(t, "client_cert_id"))
+                    .as_deref()
+                    == Some(id)
+            };
+            for referrer in [
+                ResourceKind::Upstreams,
+                ResourceKind::Routes,
+                ResourceKind::Services,
+            ] {
+                for (rid, v) in self.objects(referrer) {
+                    let up = if referrer == ResourceKind::Upstreams {
+                        Some(v.as_ref())
+                    } else {
+                        v.get("upstream")
+                    };
+                    if names_ssl(up) {
+                        out.push((referrer, rid.clone()));
+                    }
+                }
+            }
+        }
         if kind == ResourceKind::Upstreams {
             for referrer in [
                 ResourceKind::Routes,

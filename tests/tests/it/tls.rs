@@ -374,6 +374,36 @@ async fn https_upstream_with_a_client_certificate() {
         .await;
     let r = gw.get("/hi").await;
     assert_eq!(r.hit(), (200, Some("mtls")), "{}", r.text());
+
+    // The same certificate kept as an `ssls` object of type client, named by `tls.client_cert_id`.
+    let other = client_ca.issue(&["gateway-2"], KeyKind::Rsa);
+    let ssl = |cert: &str, key: &str| json!({"type": "client", "cert": cert, "key": key});
+    gw.put_ok("ssls", "client", ssl(&other.cert_pem, &other.key_pem))
+        .await;
+    let up = json!({"scheme": "https", "nodes": nodes(&[&o]), "tls": {"client_cert_id": "client"}});
+    gw.put_ok("routes", "1", json!({"uri": "/hi", "upstream": up}))
+        .await;
+    let r = gw.get("/hi").await;
+    assert_eq!(r.hit(), (200, Some("mtls")), "{}", r.text());
+    // Replacing the ssl object with a certificate the origin does not trust takes effect: 502.
+    let stranger = TestCa::new("nobody").issue(&["gateway-3"], KeyKind::Ecdsa);
+    gw.put_ok("ssls", "client", ssl(&stranger.cert_pem, &stranger.key_pem))
+        .await;
+    assert_eq!(gw.get("/hi").await.status, 502);
+    // In use: it cannot be deleted; a missing or server-type ssl is refused by name.
+    let admin = gw.admin();
+    let del = admin.delete("ssls", "client").await;
+    assert_eq!(del.status, 400, "{}", del.text);
+    let missing =
+        json!({"scheme": "https", "nodes": nodes(&[&o]), "tls": {"client_cert_id": "nope"}});
+    let r = admin.put("upstreams", "m", missing).await;
+    assert!(
+        r.error_msg()
+            .unwrap_or_default()
+            .contains("tls.client_cert_id"),
+        "{}",
+        r.text
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
