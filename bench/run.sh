@@ -68,12 +68,16 @@ SCENARIOS=(
     "sluice-unique|h1|ok|Sluice plain, a distinct query string per request (baseline of the miss path)"
     "sluice-3plugins-miss|h1|ok|Sluice + key-auth, limit-count, proxy-cache (every request a miss)"
     "sluice-3plugins-hit|h1|ok|Sluice + key-auth, limit-count, proxy-cache (every request a hit)"
-    "sluice-tls|h1|todo:TLS termination is not in this build|Sluice, HTTPS"
-    "nginx-tls|h1|todo:runs with sluice-tls (same certificate)|nginx, HTTPS"
+    "sluice-tls|h1|ok|Sluice, HTTPS keep-alive (wrk)"
+    "nginx-tls|h1|ok|nginx, HTTPS keep-alive, same certificate"
+    "sluice-tls-new|h1|ok|Sluice, HTTPS, a new connection (full TLS handshake) per request"
+    "nginx-tls-new|h1|ok|nginx, HTTPS, a new connection (full TLS handshake) per request"
+    "sluice-h2|h2|ok|Sluice, HTTP/2 over TLS (ALPN), h2load"
+    "nginx-h2|h2|ok|nginx, HTTP/2 over TLS (ALPN), h2load"
     "sluice-h2c|h2c|ok|Sluice, h2c client side (h2load)"
     "nginx-h2c|h2c|ok|nginx http2 (h2c), h2load"
     "haproxy-h2c|h2c|ok|HAProxy proto h2 (h2c), h2load"
-    "sluice-h2-upstream|h2c|todo:HTTP/2 to upstreams is not in this build|Sluice, HTTP/2 upstream"
+    "sluice-h2-upstream|h1|ok|Sluice, HTTP/2 (h2c, scheme grpc) to the upstream"
 )
 # Not scenarios but selectable with --only: low-load, hot-swap (route changes) and plugin-swap
 # (Wasm plugin uploads under load). Later: memory scale with 3 plugins per route (TODO slot in
@@ -146,6 +150,7 @@ install_tools() {
     command -v curl >/dev/null || missing+=(curl)
     command -v python3 >/dev/null || missing+=(python3)
     command -v taskset >/dev/null || missing+=(util-linux)
+    command -v openssl >/dev/null || missing+=(openssl)
     [[ ${#missing[@]} -eq 0 ]] && return
     [[ $SKIP_INSTALL == 1 ]] && die "missing tools (${missing[*]}) and --skip-install given"
     local sudo=""
@@ -214,7 +219,7 @@ start_bg() {
 wait_http() { # URL [NAME PID]: wait up to 20 s for a 200; fail early if process PID died
     local url=$1 name=${2:-} pid=${3:-} got
     for _ in $(seq 200); do
-        got=$(curl -s -o /dev/null -w '%{http_code}' "$url" 2>/dev/null || true)
+        got=$(curl -sk -o /dev/null -w '%{http_code}' "$url" 2>/dev/null || true)
         [[ $got == 200 ]] && return 0
         if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
             die "$name exited: $(tail -5 "$RUN_DIR/$name.err")"
@@ -245,7 +250,7 @@ status_kb() { # FIELD PID: sum of /proc/PID/status FIELD (kB) over the process t
 CLK_TCK=$(getconf CLK_TCK)
 
 # Free high ports, handed out by take_port.
-read -r -a PORTS <<<"$(python3 "$BENCH_DIR/lib/admin.py" free-ports 32)"
+read -r -a PORTS <<<"$(python3 "$BENCH_DIR/lib/admin.py" free-ports 96)"
 take_port() { # VAR: set VAR to the next free port
     (( ${#PORTS[@]} > 0 )) || die "out of free ports"
     printf -v "$1" '%s' "${PORTS[0]}"
@@ -255,7 +260,7 @@ ADMIN_KEY=bench-$RANDOM$RANDOM
 
 # Every scenario gets its own proxy process (so CPU and peak RSS are its own): PID[scenario],
 # URL[scenario]; Sluice instances also ADMIN[scenario] and PORT[scenario].
-declare -A PID URL ADMIN PORT HDR UNIQ
+declare -A PID URL ADMIN PORT TLS_PORT HDR UNIQ
 PID[direct]="" # no proxy
 # HDR[scenario]: one extra request header for the load generator; UNIQ[scenario]=1: a distinct query
 # string per request (bench/lib/report.lua), so a URI-keyed cache misses every time.
@@ -278,6 +283,7 @@ start_sluice() {
         --admin-key "$ADMIN_KEY" --workers "$WORKERS" --log-level "$level"
     PID[$name]=$BG_PID
     PORT[$name]=$port
+    TLS_PORT[$name]=$tls
     ADMIN[$name]="127.0.0.1:$admin"
     for _ in $(seq 200); do
         curl -s -o /dev/null "http://127.0.0.1:$admin/" 2>/dev/null && return 0
@@ -348,12 +354,40 @@ start_sluice_builtins() { # NAME
     curl -fsS -o /dev/null -H "${HDR[$name]}" "${URL[$name]}" || die "$name: the plugin route does not answer"
 }
 
+# HTTPS: one self-signed ECDSA P-256 certificate for "localhost", served by Sluice (an `ssls` object) and
+# nginx alike; the load generators connect to https://localhost:PORT so both see the same SNI.
+# Made on every run (nginx's config names it even for its plain listeners).
+CERT=$RUN_DIR/bench-cert.pem KEY=$RUN_DIR/bench-key.pem
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+    -keyout "$KEY" -out "$CERT" >"$RAW/openssl.log" 2>&1 || die "openssl: $(tail -3 "$RAW/openssl.log")"
+chmod 644 "$KEY" # nginx workers read it after dropping privileges
+start_sluice_tls() { # NAME: plain route, plus the certificate, URL on the HTTPS listener
+    local name=$1
+    start_sluice_plain "$name" warn
+    admin_put "$name" /apisix/admin/ssls/1 "$(python3 -c 'import json,sys; print(json.dumps({"cert": open(sys.argv[1]).read(), "key": open(sys.argv[2]).read(), "snis": ["localhost"]}))' "$CERT" "$KEY")"
+    URL[$name]="https://localhost:${TLS_PORT[$name]}/bench"
+    wait_http "${URL[$name]}" "$name" "${PID[$name]}"
+}
+# HTTP/2 to the upstream: scheme grpc (h2c with prior knowledge), one multiplexed connection.
+start_sluice_h2_upstream() { # NAME
+    local name=$1
+    start_sluice "$name" warn
+    admin_put "$name" /apisix/admin/routes/1 "{\"uri\":\"/*\",\"upstream\":{\"scheme\":\"grpc\",\"type\":\"roundrobin\",\"nodes\":{\"127.0.0.1:$P_UP\":1}}}"
+    URL[$name]="http://127.0.0.1:${PORT[$name]}/bench"
+    wait_http "${URL[$name]}" "$name" "${PID[$name]}"
+}
+
 # The plain instance also takes the hot swap and the low-load runs.
 if want_any sluice hot-swap; then start_sluice_plain sluice warn; fi
 if want sluice-unique; then start_sluice_plain sluice-unique warn; UNIQ[sluice-unique]=1; fi
 if want sluice-3plugins-miss; then start_sluice_builtins sluice-3plugins-miss; UNIQ[sluice-3plugins-miss]=1; fi
 if want sluice-3plugins-hit; then start_sluice_builtins sluice-3plugins-hit; fi
 if want sluice-h2c; then start_sluice_plain sluice-h2c warn; fi
+if want sluice-tls; then start_sluice_tls sluice-tls; fi
+if want sluice-tls-new; then start_sluice_tls sluice-tls-new; HDR[sluice-tls-new]="Connection: close"; fi
+if want sluice-h2; then start_sluice_tls sluice-h2; fi
+if want sluice-h2-upstream; then start_sluice_h2_upstream sluice-h2-upstream; fi
 if want sluice-accesslog; then start_sluice_plain sluice-accesslog info; fi
 if want sluice-noop-plugin; then
     start_sluice_plugin sluice-noop-plugin noop "$PLUGIN_DIR/noop.wasm" '{}'
@@ -403,19 +437,24 @@ render() { # TEMPLATE OUT KEY=VALUE...
     ! grep -q '@[A-Z_0-9]*@' "$out" || die "unfilled placeholder in $out"
 }
 
-# nginx and HAProxy: one process for the HTTP/1.1 scenario, another for h2c. Each config has
-# both listeners; the scenario uses the one matching its protocol.
-start_nginx() { # NAME PROTO
-    local name=$1 proto=$2 dir="$RUN_DIR/$1" h1 h2c
-    take_port h1; take_port h2c
+# nginx and HAProxy: one process per scenario. Each nginx config has every listener (HTTP/1.1, h2c,
+# HTTPS); the scenario uses the one its KIND names: h1, h2c or tls (HTTPS, HTTP/1.1 or h2 by ALPN).
+start_nginx() { # NAME KIND
+    local name=$1 kind=$2 dir="$RUN_DIR/$1" h1 h2c tls
+    take_port h1; take_port h2c; take_port tls
     mkdir -p "$dir"
     render "$BENCH_DIR/templates/nginx.conf.tmpl" "$dir/nginx.conf" \
-        WORKERS="$WORKERS" DIR="$dir" UPSTREAM_PORT="$P_UP" PORT_H1="$h1" PORT_H2C="$h2c"
-    log "$name: nginx on 127.0.0.1:$h1 (h2c $h2c), $WORKERS worker(s) on CPUs $CORES_PROXY"
+        WORKERS="$WORKERS" DIR="$dir" UPSTREAM_PORT="$P_UP" PORT_H1="$h1" PORT_H2C="$h2c" \
+        PORT_TLS="$tls" CERT="$CERT" KEY="$KEY"
+    log "$name: nginx on 127.0.0.1:$h1 (h2c $h2c, https $tls), $WORKERS worker(s) on CPUs $CORES_PROXY"
     start_bg "$name" "$CORES_PROXY" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" -g 'daemon off;'
     PID[$name]=$BG_PID
-    if [[ $proto == h1 ]]; then URL[$name]="http://127.0.0.1:$h1/bench"; else URL[$name]="http://127.0.0.1:$h2c/bench"; fi
-    wait_http "http://127.0.0.1:$h1/bench" "$name" "$BG_PID"
+    case $kind in
+        h1) URL[$name]="http://127.0.0.1:$h1/bench" ;;
+        h2c) URL[$name]="http://127.0.0.1:$h2c/bench" ;;
+        tls) URL[$name]="https://localhost:$tls/bench" ;;
+    esac
+    wait_http "${URL[$name]}" "$name" "$BG_PID"
 }
 start_haproxy() { # NAME PROTO
     local name=$1 proto=$2 h1 h2c
@@ -430,6 +469,9 @@ start_haproxy() { # NAME PROTO
 }
 if want nginx; then start_nginx nginx h1; fi
 if want nginx-h2c; then start_nginx nginx-h2c h2c; fi
+if want nginx-tls; then start_nginx nginx-tls tls; fi
+if want nginx-tls-new; then start_nginx nginx-tls-new tls; HDR[nginx-tls-new]="Connection: close"; fi
+if want nginx-h2; then start_nginx nginx-h2 tls; fi
 if want haproxy; then start_haproxy haproxy h1; fi
 if want haproxy-h2c; then start_haproxy haproxy-h2c h2c; fi
 

@@ -1,5 +1,6 @@
-//! Benchmark upstream: answers every HTTP/1.1 request with `200 OK` and a fixed body
-//! (1 KiB by default), with keep-alive. The same server stands behind every contender in
+//! Benchmark upstream: answers every request with `200 OK` and a fixed body (1 KiB by default), over
+//! HTTP/1.1 with keep-alive or HTTP/2 with prior knowledge (h2c, told apart by the first bytes, for the
+//! HTTP/2-upstream scenario). The same server stands behind every contender in
 //! `bench/run.sh`, so its cost is identical for all of them.
 //!
 //! Usage: `bench-upstream [--listen 127.0.0.1:0] [--threads 1] [--body-bytes 1024]`.
@@ -11,7 +12,8 @@ use http_body_util::Full;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -91,8 +93,7 @@ async fn serve(args: Args) -> Result<()> {
                 async move { Ok::<_, Infallible>(resp) }
             });
             // Errors are client disconnects mid-request; nothing to report in a benchmark.
-            let _ = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
+            let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
