@@ -10,6 +10,7 @@
 //! and originates TLS to `https` upstreams. [`traffic_split`] is the one APISIX plugin served natively,
 //! because it chooses the upstream.
 
+pub mod access_log;
 pub mod admin;
 pub mod balancer;
 pub mod builtins;
@@ -18,8 +19,11 @@ pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod consumers;
+pub mod http_client;
+pub mod log_sink;
 pub mod logging;
 pub mod metrics;
+pub mod otel;
 pub mod plugin;
 pub mod proxy;
 pub mod request_vars;

@@ -4,9 +4,11 @@
 //! Shutdown order: stop accepting, let in-flight requests finish (bounded by `--shutdown-timeout`),
 //! then flush the store so nothing acknowledged is lost.
 
+use crate::access_log::{AccessLog, DroppedCollector};
 use crate::admin::{self, AdminKey, AdminState};
 use crate::catalog::Catalog;
 use crate::consumers::LiveConsumers;
+use crate::log_sink::LogSinks;
 use crate::metrics::{self, HttpMetrics, Metrics, PluginDefinedMetrics};
 use crate::plugin::services::LocalCache;
 use crate::plugin::{ArtifactCache, HostConfig, HostServices, PluginEngine, PluginRegistry};
@@ -69,6 +71,7 @@ async fn load_plugins(
     artifacts: Arc<dyn ArtifactCache>,
     consumers: Arc<LiveConsumers>,
     plugin_metrics: Arc<PluginDefinedMetrics>,
+    log_sinks: Arc<LogSinks>,
 ) -> anyhow::Result<Catalog> {
     // One cached response may use a sixteenth of the cache (and never more than the host tees).
     let max_entry = (settings.cache_bytes / 16).max(64 << 10);
@@ -76,6 +79,7 @@ async fn load_plugins(
         consumers,
         cache: Arc::new(LocalCache::new(settings.cache_bytes, max_entry)),
         metrics: plugin_metrics,
+        log_sinks,
         ..HostServices::local()
     };
     let engine = PluginEngine::new(HostConfig::default(), services)
@@ -188,6 +192,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let (store, artifacts) = open_store(&settings)?;
     let consumers = Arc::new(LiveConsumers::default());
     let plugin_metrics = Arc::new(PluginDefinedMetrics::default());
+    let log_sinks = Arc::new(LogSinks::new(Some(settings.plugin_log_dir.clone())));
     let catalog = Arc::new(
         load_plugins(
             &settings,
@@ -195,6 +200,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             artifacts,
             Arc::clone(&consumers),
             Arc::clone(&plugin_metrics),
+            Arc::clone(&log_sinks),
         )
         .await?,
     );
@@ -229,12 +235,32 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let tls_acceptor = Arc::new(TlsAcceptor::new(Arc::clone(&live))?);
     let metrics_listener = bind("metrics", settings.metrics_listen).await?;
     let http_metrics = Arc::new(HttpMetrics::new(Arc::clone(&live)));
-    let exporter = Arc::new(Metrics::new(
+    let tracer = match &settings.otlp_endpoint {
+        Some(endpoint) => {
+            let t = crate::otel::Tracer::start(endpoint)?;
+            tracing::info!(%endpoint, "exporting request spans over OTLP/HTTP");
+            Some(Arc::new(t))
+        }
+        None => None,
+    };
+    let access_log = match settings.access_log.clone() {
+        Some(target) => Some(Arc::new(
+            AccessLog::start(target, settings.access_log_format.clone())
+                .context("opening the access log")?,
+        )),
+        None => None,
+    };
+    let mut exporter = Metrics::new(
         Arc::clone(&http_metrics),
         Arc::clone(&live),
         Arc::clone(&catalog),
         plugin_metrics,
-    ));
+    )
+    .with_collector(Box::new(log_sinks));
+    if let Some(log) = &access_log {
+        exporter = exporter.with_collector(Box::new(DroppedCollector(Arc::clone(log))));
+    }
+    let exporter = Arc::new(exporter);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let admin_state = Arc::new(AdminState::new(
@@ -253,6 +279,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         live: Arc::clone(&live),
         dns: Dns::from_system(),
         metrics: Arc::clone(&http_metrics),
+        access_log: access_log.clone(),
+        tracer: tracer.clone(),
     });
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -334,6 +362,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(5), admin_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), metrics_task).await;
     store.flush().await.context("flushing the store")?;
+    if let Some(log) = access_log {
+        // Lines of requests that finished during the drain are still queued.
+        tokio::task::spawn_blocking(move || log.close(Duration::from_secs(2))).await?;
+    }
+    if let Some(t) = tracer {
+        // So are spans.
+        tokio::task::spawn_blocking(move || t.shutdown(Duration::from_secs(2))).await?;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! the file only fills what neither gave, so one file can hold a deployment's settings while a single
 //! flag or variable still overrides it.
 
+use crate::access_log::{Format as AccessLogFormat, Target as AccessLogTarget};
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -65,6 +66,21 @@ pub struct ServeArgs {
     /// beyond it [default: 256]
     #[arg(long, env = "SLUICE_CACHE_SIZE", value_name = "MIB")]
     pub cache_size: Option<usize>,
+    /// Access log: one line per request to `stdout`, to a file (PATH), or `off` [default: stdout]
+    #[arg(long, env = "SLUICE_ACCESS_LOG", value_name = "PATH|stdout|off")]
+    pub access_log: Option<String>,
+    /// Access log format: `json` (APISIX's log format), `combined` (nginx's) or a template of
+    /// $variables such as '$remote_addr "$request" $status $request_time' [default: json]
+    #[arg(long, env = "SLUICE_ACCESS_LOG_FORMAT", value_name = "FORMAT")]
+    pub access_log_format: Option<String>,
+    /// Directory logger plugins (file-logger) may write in; their paths are relative to it
+    /// [default: <data-dir>/plugin-logs]
+    #[arg(long, env = "SLUICE_PLUGIN_LOG_DIR", value_name = "DIR")]
+    pub plugin_log_dir: Option<PathBuf>,
+    /// Export request spans (with phase and plugin child spans) over OTLP/HTTP (protobuf) to this
+    /// collector URL, e.g. http://127.0.0.1:4318/v1/traces; no spans are made when unset [default: off]
+    #[arg(long, env = "SLUICE_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// The config file: the same names as the flags.
@@ -83,6 +99,10 @@ struct FileSettings {
     shutdown_timeout: Option<f64>,
     workers: Option<usize>,
     cache_size: Option<usize>,
+    access_log: Option<String>,
+    access_log_format: Option<String>,
+    plugin_log_dir: Option<PathBuf>,
+    otlp_endpoint: Option<String>,
 }
 
 /// Fully resolved settings.
@@ -101,6 +121,12 @@ pub struct Settings {
     pub workers: Option<usize>,
     /// Response cache bound in bytes.
     pub cache_bytes: usize,
+    /// `None`: access log off.
+    pub access_log: Option<AccessLogTarget>,
+    pub access_log_format: AccessLogFormat,
+    pub plugin_log_dir: PathBuf,
+    /// OTLP/HTTP traces endpoint; `None`: no spans.
+    pub otlp_endpoint: Option<String>,
 }
 
 fn addr(s: &str) -> SocketAddr {
@@ -132,11 +158,35 @@ impl ServeArgs {
             (1..=1 << 20).contains(&cache_mib),
             "cache_size must be between 1 and 1048576 MiB, got {cache_mib}"
         );
+        let access_log = match self.access_log.or(file.access_log).as_deref() {
+            None | Some("stdout") => Some(AccessLogTarget::Stdout),
+            Some("off") => None,
+            Some("") => anyhow::bail!("access_log must be a path, `stdout` or `off`"),
+            Some(path) => Some(AccessLogTarget::File(PathBuf::from(path))),
+        };
+        let access_log_format = self
+            .access_log_format
+            .or(file.access_log_format)
+            .as_deref()
+            .unwrap_or("json")
+            .parse::<AccessLogFormat>()?;
+        let otlp_endpoint = self.otlp_endpoint.or(file.otlp_endpoint);
+        if let Some(url) = &otlp_endpoint {
+            anyhow::ensure!(
+                url.starts_with("http://") || url.starts_with("https://"),
+                "otlp_endpoint {url:?} must be an http:// or https:// URL (OTLP/HTTP)"
+            );
+        }
+        let data_dir = self
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./sluice-data"));
         Ok(Settings {
-            data_dir: self
-                .data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from("./sluice-data")),
+            plugin_log_dir: self
+                .plugin_log_dir
+                .or(file.plugin_log_dir)
+                .unwrap_or_else(|| data_dir.join("plugin-logs")),
+            data_dir,
             listen: self
                 .listen
                 .or(file.listen)
@@ -169,6 +219,9 @@ impl ServeArgs {
             shutdown_timeout: Duration::from_secs_f64(shutdown),
             workers: self.workers.or(file.workers).filter(|n| *n > 0),
             cache_bytes: cache_mib << 20,
+            access_log,
+            access_log_format,
+            otlp_endpoint,
         })
     }
 }
@@ -206,6 +259,43 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("cache_size"));
+    }
+
+    #[test]
+    fn access_log_and_plugin_log_dir_have_defaults_and_checked_values() {
+        let s = ServeArgs {
+            data_dir: Some(PathBuf::from("/srv/sluice")),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(s.access_log, Some(AccessLogTarget::Stdout));
+        assert_eq!(s.access_log_format, AccessLogFormat::Json);
+        assert_eq!(s.plugin_log_dir, PathBuf::from("/srv/sluice/plugin-logs"));
+        assert_eq!(s.otlp_endpoint, None);
+        let off = ServeArgs {
+            access_log: Some("off".into()),
+            ..Default::default()
+        };
+        assert_eq!(off.resolve().unwrap().access_log, None);
+        let bad = |args: ServeArgs, field: &str| {
+            let err = args.resolve().unwrap_err().to_string();
+            assert!(err.contains(field), "{err}");
+        };
+        bad(
+            ServeArgs {
+                access_log_format: Some("$remote_addr $bogus".into()),
+                ..Default::default()
+            },
+            "$bogus",
+        );
+        bad(
+            ServeArgs {
+                otlp_endpoint: Some("127.0.0.1:4318".into()),
+                ..Default::default()
+            },
+            "otlp_endpoint",
+        );
     }
 
     #[test]

@@ -50,7 +50,11 @@ pub use host::{
 };
 pub use types::*;
 
+pub mod log_sink;
 pub mod vars;
+
+/// APISIX's log entry format and the log-sink rules, shared with the gateway's access log.
+pub use sluice_log;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;

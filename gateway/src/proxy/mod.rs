@@ -36,6 +36,10 @@ pub struct ProxyState {
     pub live: Arc<Live>,
     pub dns: Dns,
     pub metrics: Arc<crate::metrics::HttpMetrics>,
+    /// `None` when `--access-log off`.
+    pub access_log: Option<Arc<crate::access_log::AccessLog>>,
+    /// `None` unless `--otlp-endpoint` is set: then every request gets spans.
+    pub tracer: Option<Arc<crate::otel::Tracer>>,
 }
 
 /// Per-connection facts.
@@ -46,7 +50,7 @@ pub struct Conn {
     pub scheme: &'static str,
 }
 
-pub type ProxyResponse = Response<Logged<ResponseBody>>;
+pub type ProxyResponse = Response<Logged>;
 
 /// The Host the client asked for: the `Host` header, or the `:authority` of an HTTP/2 request.
 fn client_host(req: &Request<Incoming>) -> Option<HeaderValue> {
@@ -125,18 +129,31 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
     let (mut parts, body) = req.into_parts();
     let mut record = AccessRecord {
         started,
+        started_at: std::time::SystemTime::now(),
         client: conn.client,
+        scheme: conn.scheme,
         method: parts.method.clone(),
-        path: parts.uri.path().to_string(),
+        uri: parts.uri.clone(),
+        host: host.clone(),
+        version: parts.version,
+        request_headers: http::HeaderMap::new(),
         route_id: None,
         service_id: None,
         consumer: None,
         upstream: None,
+        upstream_status: None,
         upstream_latency: None,
+        upstream_connect: None,
         request_bytes: hyper::body::Body::size_hint(&body).exact().unwrap_or(0),
         status: http::StatusCode::OK,
+        response_headers: http::HeaderMap::new(),
         metrics: Arc::clone(&state.metrics),
+        access_log: state.access_log.clone(),
+        span: state.tracer.as_ref().map(|t| request_span(t, conn, &parts)),
     };
+    if record.keeps_headers() {
+        record.request_headers = parts.headers.clone();
+    }
     if normalize_path(&mut parts.uri).is_err() {
         return local(ProxyError::BadPath, record);
     }
@@ -151,6 +168,10 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
     };
     record.route_id = Some(route.id.clone());
     record.service_id.clone_from(&route.service_id);
+    if let Some(span) = &record.span {
+        span.rename(format!("{} {}", parts.method, route.id));
+        span.set("sluice.route_id", route.id.clone());
+    }
 
     // request phases: rewrite, access
     let mut plugin_state = None;
@@ -160,6 +181,7 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
         let chains = phases::Chains {
             global: Arc::clone(&snapshot.global_chain),
             route: Arc::clone(&route.chain),
+            trace: record.span.clone(),
         };
         let mut st = phases::request_state(
             &mut parts,
@@ -209,7 +231,11 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
         conn.scheme,
         host.as_ref(),
     );
-    trace_context::propagate(&mut parts.headers);
+    let upstream_span = record.span.as_ref().map(crate::otel::SpanScope::upstream);
+    trace_context::propagate(
+        &mut parts.headers,
+        upstream_span.as_ref().map(crate::otel::SpanScope::ids),
+    );
     // Upstreams get origin-form HTTP/1.1 whatever the client spoke.
     parts.version = http::Version::HTTP_11;
     if parts.uri.authority().is_some() {
@@ -228,12 +254,17 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
     }
     .run(parts, body)
     .await;
+    if let Some(span) = upstream_span {
+        end_upstream_span(&span, &outcome);
+    }
 
     // response phases
     let resp = match outcome {
         Ok(ex) => {
             record.upstream = Some(ex.node);
+            record.upstream_status = Some(ex.response.status());
             record.upstream_latency = Some(asked.elapsed());
+            record.upstream_connect = ex.connect;
             let (mut head, body) = ex.response.into_parts();
             headers::strip_hop_by_hop(&mut head.headers);
             let body = ResponseBody::Proxied(IdleTimeout::new(body, timeouts.read));
@@ -245,6 +276,46 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
         }
     };
     respond(resp, record, plugin_state)
+}
+
+/// The request's `SERVER` span, under the client's trace when it sent a valid `traceparent`.
+fn request_span(
+    tracer: &crate::otel::Tracer,
+    conn: Conn,
+    parts: &http::request::Parts,
+) -> crate::otel::SpanScope {
+    let span = tracer.request(
+        trace_context::client_parent(&parts.headers),
+        parts.method.to_string(),
+    );
+    span.set("http.request.method", parts.method.to_string());
+    span.set("url.path", parts.uri.path().to_string());
+    span.set("url.scheme", conn.scheme);
+    span.set("client.address", conn.client.ip().to_string());
+    span
+}
+
+fn end_upstream_span(
+    span: &crate::otel::SpanScope,
+    outcome: &Result<forward::Exchanged, forward::Failed>,
+) {
+    match outcome {
+        Ok(ex) => {
+            span.set("server.address", ex.node.to_string());
+            let status = ex.response.status().as_u16();
+            span.set("http.response.status_code", i64::from(status));
+            if status >= 500 {
+                span.fail(format!("upstream answered {status}"));
+            }
+        }
+        Err(failed) => {
+            if let Some(node) = failed.node {
+                span.set("server.address", node.to_string());
+            }
+            span.fail(failed.error.message());
+        }
+    }
+    span.end();
 }
 
 /// Finishes a response: `header_filter`, then the access log and the `log` phase when the body is done.
@@ -298,6 +369,9 @@ fn respond(
         }
     };
     record.status = resp.status();
+    if record.keeps_headers() {
+        record.response_headers = resp.headers().clone();
+    }
     let (head, body) = resp.into_parts();
     Response::from_parts(head, Logged::new(body, record))
 }

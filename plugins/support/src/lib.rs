@@ -18,6 +18,7 @@
 //! - [`auth`]: `key-auth`, `basic-auth`, `jwt-auth`: the 401, secret comparison, consumer handling.
 //! - [`limit`]: `limit-count`, `limit-req`, `limit-conn`: keys and rejection fields.
 //! - [`cas`]: the bounded compare-and-swap loop over `kv` (`limit-req`, `api-breaker`).
+//! - [`logger`]: `http-logger`, `file-logger`: `log_format`, refused body switches, the lazily opened sink.
 //! - [`template`], [`header_ops`]: `$var` templates and `headers` rules (`proxy-rewrite`,
 //!   `response-rewrite`; templates also build `var_combination` limit keys).
 //! - `testing` (feature `testing`, native only): helpers for the plugins' unit tests.
@@ -27,6 +28,7 @@ pub mod cas;
 pub mod compiled;
 pub mod header_ops;
 pub mod limit;
+pub mod logger;
 pub mod ngx;
 pub mod reply;
 pub mod schema;
