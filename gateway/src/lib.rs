@@ -9,6 +9,11 @@
 //! configured plugin once per config version. [`tls`] terminates HTTPS (certificates from `ssls`)
 //! and originates TLS to `https` upstreams. [`traffic_split`] is the one APISIX plugin served natively,
 //! because it chooses the upstream.
+//!
+//! What the gateway tells operators leaves the request path through bounded queues: [`access_log`] (one
+//! line per request, its own writer thread), [`log_sink`] (batched deliveries for logger plugins) and
+//! [`otel`] (request spans over OTLP); [`http_client`] sends the last two's HTTP. [`metrics`] counts in
+//! place (atomics) and is encoded only when scraped.
 
 pub mod access_log;
 pub mod admin;

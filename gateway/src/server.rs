@@ -233,8 +233,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let admin_listener = bind("admin", settings.admin_listen).await?;
     let tls_listener = bind("https", settings.tls_listen).await?;
     let tls_acceptor = Arc::new(TlsAcceptor::new(Arc::clone(&live))?);
-    let metrics_listener = bind("metrics", settings.metrics_listen).await?;
-    let http_metrics = Arc::new(HttpMetrics::new(Arc::clone(&live)));
+    let metrics_listener = match settings.metrics_listen {
+        Some(addr) => Some(bind("metrics", addr).await?),
+        None => {
+            tracing::info!("metrics off: no /metrics, /status or /status/ready, nothing counted");
+            None
+        }
+    };
     let tracer = match &settings.otlp_endpoint {
         Some(endpoint) => {
             let t = crate::otel::Tracer::start(endpoint)?;
@@ -250,35 +255,43 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         )),
         None => None,
     };
-    let mut exporter = Metrics::new(
-        Arc::clone(&http_metrics),
-        Arc::clone(&live),
-        Arc::clone(&catalog),
-        plugin_metrics,
-    )
-    .with_collector(Box::new(log_sinks));
-    if let Some(log) = &access_log {
-        exporter = exporter.with_collector(Box::new(DroppedCollector(Arc::clone(log))));
-    }
-    let exporter = Arc::new(exporter);
-
     let (stop_tx, stop_rx) = watch::channel(false);
+    let mut http_metrics = None;
+    let mut metrics_task = None;
+    if let Some(listener) = metrics_listener {
+        let http = Arc::new(HttpMetrics::new(Arc::clone(&live)));
+        let mut exporter = Metrics::new(
+            Arc::clone(&http),
+            Arc::clone(&live),
+            Arc::clone(&catalog),
+            plugin_metrics,
+        )
+        .with_collector(Box::new(Arc::clone(&log_sinks)));
+        if let Some(log) = &access_log {
+            exporter = exporter.with_collector(Box::new(DroppedCollector(Arc::clone(log))));
+        }
+        let app = metrics::endpoint::router(Arc::new(exporter), Arc::clone(&store));
+        metrics_task = Some(serve_until_stopped(
+            "metrics",
+            listener,
+            app,
+            stop_rx.clone(),
+        ));
+        http_metrics = Some(http);
+    }
     let admin_state = Arc::new(AdminState::new(
         Arc::clone(&store),
         Arc::clone(&live),
         catalog,
         key,
     ));
-    let metrics_app = metrics::endpoint::router(exporter, Arc::clone(&store));
-    let metrics_task =
-        serve_until_stopped("metrics", metrics_listener, metrics_app, stop_rx.clone());
     let admin_app = admin::router(admin_state);
     let admin_task = serve_until_stopped("admin", admin_listener, admin_app, stop_rx.clone());
 
     let state = Arc::new(ProxyState {
         live: Arc::clone(&live),
         dns: Dns::from_system(),
-        metrics: Arc::clone(&http_metrics),
+        metrics: http_metrics.clone(),
         access_log: access_log.clone(),
         tracer: tracer.clone(),
     });
@@ -306,7 +319,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 });
                 let connection = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
                 let connection = graceful.watch(connection);
-                let open = http_metrics.connection();
+                let open = http_metrics.as_ref().map(|m| m.connection());
                 tokio::spawn(async move {
                     let _open = open;
                     if let Err(e) = connection.await {
@@ -324,7 +337,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 let acceptor = Arc::clone(&tls_acceptor);
                 let builder = Arc::clone(&tls_builder);
                 let watcher = graceful.watcher();
-                let open = http_metrics.connection();
+                let open = http_metrics.as_ref().map(|m| m.connection());
                 // The handshake runs on the connection's own task so a slow client never stalls accepting.
                 tokio::spawn(async move {
                     let _open = open;
@@ -360,12 +373,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), admin_task).await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), metrics_task).await;
+    if let Some(task) = metrics_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     store.flush().await.context("flushing the store")?;
     if let Some(log) = access_log {
         // Lines of requests that finished during the drain are still queued.
         tokio::task::spawn_blocking(move || log.close(Duration::from_secs(2))).await?;
     }
+    log_sinks.shutdown(Duration::from_secs(5)).await;
     if let Some(t) = tracer {
         // So are spans.
         tokio::task::spawn_blocking(move || t.shutdown(Duration::from_secs(2))).await?;

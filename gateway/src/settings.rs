@@ -44,9 +44,10 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub admin_key: Option<String>,
-    /// Metrics listener: Prometheus `/metrics`, `/status`, `/status/ready` [default: 127.0.0.1:9091]
-    #[arg(long, env = "SLUICE_METRICS_LISTEN", value_name = "ADDR")]
-    pub metrics_listen: Option<SocketAddr>,
+    /// Metrics listener: Prometheus `/metrics`, `/status`, `/status/ready`; `off` for none (and no
+    /// per-request counting) [default: 127.0.0.1:9091]
+    #[arg(long, env = "SLUICE_METRICS_LISTEN", value_name = "ADDR|off")]
+    pub metrics_listen: Option<String>,
     /// Where config lives: `sled` (embedded) or `etcd://host:port[,host:port]/prefix` [default: sled]
     #[arg(long, env = "SLUICE_CONFIG_STORE", value_name = "URL")]
     pub config_store: Option<String>,
@@ -92,7 +93,7 @@ struct FileSettings {
     tls_listen: Option<SocketAddr>,
     admin_listen: Option<SocketAddr>,
     admin_key: Option<String>,
-    metrics_listen: Option<SocketAddr>,
+    metrics_listen: Option<String>,
     config_store: Option<String>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
@@ -113,7 +114,8 @@ pub struct Settings {
     pub tls_listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub admin_key: Option<String>,
-    pub metrics_listen: SocketAddr,
+    /// `None`: metrics off.
+    pub metrics_listen: Option<SocketAddr>,
     pub config_store: String,
     pub log_format: LogFormat,
     pub log_level: String,
@@ -170,6 +172,15 @@ impl ServeArgs {
             .as_deref()
             .unwrap_or("json")
             .parse::<AccessLogFormat>()?;
+        let metrics_listen = match self.metrics_listen.or(file.metrics_listen).as_deref() {
+            None => Some(addr("127.0.0.1:9091")),
+            Some("off") => None,
+            Some(a) => Some(a.parse::<SocketAddr>().map_err(|e| {
+                anyhow::anyhow!(
+                    "metrics_listen {a:?}: {e} (an address such as 127.0.0.1:9091, or off)"
+                )
+            })?),
+        };
         let otlp_endpoint = self.otlp_endpoint.or(file.otlp_endpoint);
         if let Some(url) = &otlp_endpoint {
             anyhow::ensure!(
@@ -200,10 +211,7 @@ impl ServeArgs {
                 .or(file.admin_listen)
                 .unwrap_or_else(|| addr("127.0.0.1:9180")),
             admin_key: self.admin_key.or(file.admin_key),
-            metrics_listen: self
-                .metrics_listen
-                .or(file.metrics_listen)
-                .unwrap_or_else(|| addr("127.0.0.1:9091")),
+            metrics_listen,
             config_store: self
                 .config_store
                 .or(file.config_store)
@@ -247,7 +255,7 @@ mod tests {
         let s = args.resolve().unwrap();
         assert_eq!(s.listen, addr("127.0.0.1:3333"));
         assert_eq!(s.admin_listen, addr("127.0.0.1:2222"));
-        assert_eq!(s.metrics_listen, addr("127.0.0.1:9091"));
+        assert_eq!(s.metrics_listen, Some(addr("127.0.0.1:9091")));
         assert_eq!(s.admin_key, None);
         assert_eq!(s.cache_bytes, 64 << 20);
         let zero = ServeArgs {
@@ -275,9 +283,12 @@ mod tests {
         assert_eq!(s.otlp_endpoint, None);
         let off = ServeArgs {
             access_log: Some("off".into()),
+            metrics_listen: Some("off".into()),
             ..Default::default()
-        };
-        assert_eq!(off.resolve().unwrap().access_log, None);
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!((off.access_log, off.metrics_listen), (None, None));
         let bad = |args: ServeArgs, field: &str| {
             let err = args.resolve().unwrap_err().to_string();
             assert!(err.contains(field), "{err}");

@@ -11,7 +11,7 @@
 //! control bytes in values print as `\xHH`, as nginx escapes them, so a line is always one line.
 
 use super::Record;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 use sluice_log::HeaderPairs;
 use std::io::Write as _;
 use time::OffsetDateTime;
@@ -200,9 +200,23 @@ impl Format {
 struct Headers<'a>(&'a HeaderMap);
 
 impl HeaderPairs for Headers<'_> {
-    fn for_each_pair(&self, f: &mut dyn FnMut(&str, &str)) {
-        for (name, value) in self.0 {
-            f(name.as_str(), &String::from_utf8_lossy(value.as_bytes()));
+    fn for_each_name(&self, f: &mut dyn FnMut(&str, &[&str])) {
+        let text = |v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
+        for name in self.0.keys() {
+            let all = self.0.get_all(name);
+            let mut values = all.iter();
+            match (values.next(), values.next()) {
+                // The common case, without collecting.
+                (Some(one), None) => match one.to_str() {
+                    Ok(v) => f(name.as_str(), &[v]),
+                    Err(_) => f(name.as_str(), &[&text(one)]),
+                },
+                _ => {
+                    let owned: Vec<String> = all.iter().map(text).collect();
+                    let refs: Vec<&str> = owned.iter().map(String::as_str).collect();
+                    f(name.as_str(), &refs);
+                }
+            }
         }
     }
 }

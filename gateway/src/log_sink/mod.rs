@@ -18,6 +18,7 @@
 //! Sinks of one plugin with the same destination and policy are one sink ([`LogSinks::open`] joins it),
 //! so every instance's entries share one batch. A sink lives while a handle to it does (the plugin keeps
 //! its handle in its parsed config); when the last one goes, its task delivers what is queued and ends.
+//! At shutdown ([`LogSinks::shutdown`]) every task delivers what it holds, once, and ends.
 //!
 //! File destinations are the only file system access plugins get: a relative path of plain names
 //! (`sluice_log::sink_rules::check_file_path`: no absolute path, no `.` or `..`) joined to `--plugin-log-dir`.
@@ -36,7 +37,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Bytes one sink may hold queued (entries plus a per-entry overhead); a push beyond it is refused.
 const MAX_QUEUED_BYTES: usize = 8 << 20;
@@ -151,6 +152,9 @@ pub struct LogSinks {
     runtime: OnceLock<Result<tokio::runtime::Runtime, String>>,
     open: Mutex<HashMap<Key, Weak<Sink>>>,
     counts: Mutex<BTreeMap<String, Arc<Counts>>>,
+    /// Turns true when the gateway stops: every task then delivers what it holds and ends.
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for LogSinks {
@@ -169,6 +173,22 @@ impl LogSinks {
             runtime: OnceLock::new(),
             open: Mutex::new(HashMap::new()),
             counts: Mutex::new(BTreeMap::new()),
+            stop: watch::channel(false).0,
+            tasks: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// At shutdown: every sink delivers what it holds (one attempt per batch, no retries); waits at most
+    /// `timeout` for them.
+    pub async fn shutdown(&self, timeout: Duration) {
+        self.stop.send_replace(true);
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        let all = futures_util::future::join_all(tasks);
+        if tokio::time::timeout(timeout, all).await.is_err() {
+            tracing::warn!(
+                ?timeout,
+                "log sinks still delivering at shutdown; the rest is dropped"
+            );
         }
     }
 
@@ -269,7 +289,10 @@ impl LogSinks {
             queued: Arc::clone(&sink.queued),
             counts: Arc::clone(&sink.counts),
         };
-        runtime.spawn(worker.run(rx));
+        let task = runtime.spawn(worker.run(rx, self.stop.subscribe()));
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(task);
         open.insert(key, Arc::downgrade(&sink));
         Ok(sink)
     }

@@ -45,7 +45,7 @@ pub struct AccessRecord {
     pub status: StatusCode,
     /// The headers sent to the client, kept only when the access log shows headers.
     pub response_headers: HeaderMap,
-    pub metrics: Arc<HttpMetrics>,
+    pub metrics: Option<Arc<HttpMetrics>>,
     pub access_log: Option<Arc<AccessLog>>,
     /// The request's span, when spans are exported; ended here.
     pub span: Option<crate::otel::SpanScope>,
@@ -124,19 +124,21 @@ impl Drop for Logged {
     fn drop(&mut self) {
         let r = &mut self.record;
         let latency = r.started.elapsed();
-        r.metrics.record(&Completed {
-            route: r.route_id.as_deref(),
-            service: r.service_id.as_deref(),
-            consumer: r.consumer.as_deref(),
-            status: r.status,
-            duration: latency,
-            upstream: r.upstream_latency,
-            request_bytes: r.request_bytes,
-            response_bytes: self.bytes,
-            node: r.upstream,
-            upstream_status: r.upstream_status,
-            connect: r.upstream_connect,
-        });
+        if let Some(metrics) = &r.metrics {
+            metrics.record(&Completed {
+                route: r.route_id.as_deref(),
+                service: r.service_id.as_deref(),
+                consumer: r.consumer.as_deref(),
+                status: r.status,
+                duration: latency,
+                upstream: r.upstream_latency,
+                request_bytes: r.request_bytes,
+                response_bytes: self.bytes,
+                node: r.upstream,
+                upstream_status: r.upstream_status,
+                connect: r.upstream_connect,
+            });
+        }
         if let ResponseBody::Phased(phased) = &mut self.inner {
             phased.finish(Completion {
                 started_unix_ms: unix_ms(r.started_at),

@@ -35,7 +35,8 @@ use tokio::time::Instant;
 pub struct ProxyState {
     pub live: Arc<Live>,
     pub dns: Dns,
-    pub metrics: Arc<crate::metrics::HttpMetrics>,
+    /// `None` when `--metrics-listen off`.
+    pub metrics: Option<Arc<crate::metrics::HttpMetrics>>,
     /// `None` when `--access-log off`.
     pub access_log: Option<Arc<crate::access_log::AccessLog>>,
     /// `None` unless `--otlp-endpoint` is set: then every request gets spans.
@@ -147,7 +148,7 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
         request_bytes: hyper::body::Body::size_hint(&body).exact().unwrap_or(0),
         status: http::StatusCode::OK,
         response_headers: http::HeaderMap::new(),
-        metrics: Arc::clone(&state.metrics),
+        metrics: state.metrics.clone(),
         access_log: state.access_log.clone(),
         span: state.tracer.as_ref().map(|t| request_span(t, conn, &parts)),
     };

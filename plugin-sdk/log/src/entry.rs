@@ -20,16 +20,22 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-/// Header fields in order. Repeated names become one JSON array, as in APISIX.
+/// Header fields, grouped by name: repeated names become one JSON array, as in APISIX.
 pub trait HeaderPairs {
-    /// Calls `f` with each field (names lower-case).
-    fn for_each_pair(&self, f: &mut dyn FnMut(&str, &str));
+    /// Calls `f` once per distinct name (lower-case), in order of first appearance, with its values.
+    fn for_each_name(&self, f: &mut dyn FnMut(&str, &[&str]));
 }
 
 impl HeaderPairs for Vec<(String, String)> {
-    fn for_each_pair(&self, f: &mut dyn FnMut(&str, &str)) {
-        for (n, v) in self {
-            f(n, v);
+    fn for_each_name(&self, f: &mut dyn FnMut(&str, &[&str])) {
+        let mut values: Vec<&str> = Vec::new();
+        for (i, (name, _)) in self.iter().enumerate() {
+            if self[..i].iter().any(|(seen, _)| seen == name) {
+                continue;
+            }
+            values.clear();
+            values.extend(self[i..].iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()));
+            f(name, &values);
         }
     }
 }
@@ -38,7 +44,7 @@ impl HeaderPairs for Vec<(String, String)> {
 pub struct NoHeaders;
 
 impl HeaderPairs for NoHeaders {
-    fn for_each_pair(&self, _: &mut dyn FnMut(&str, &str)) {}
+    fn for_each_name(&self, _: &mut dyn FnMut(&str, &[&str])) {}
 }
 
 /// The request as the client sent it.
@@ -136,16 +142,31 @@ fn push<'a>(map: &mut BTreeMap<&'a str, Values<'a>>, name: &'a str, value: &'a s
 
 struct Headers<'a>(&'a dyn HeaderPairs);
 
+/// A name's values: one string, or an array when the name repeats.
+struct HeaderValues<'v, 'a>(&'v [&'a str]);
+
+impl Serialize for HeaderValues<'_, '_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            [one] => s.serialize_str(one),
+            many => many.serialize(s),
+        }
+    }
+}
+
 impl Serialize for Headers<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut owned: Vec<(String, String)> = Vec::new();
-        self.0
-            .for_each_pair(&mut |n, v| owned.push((n.to_string(), v.to_string())));
-        let mut map = BTreeMap::new();
-        for (n, v) in &owned {
-            push(&mut map, n, v);
+        let mut map = s.serialize_map(None)?;
+        let mut failed = None;
+        self.0.for_each_name(&mut |name, values| {
+            if failed.is_none() {
+                failed = map.serialize_entry(name, &HeaderValues(values)).err();
+            }
+        });
+        match failed {
+            Some(e) => Err(e),
+            None => map.end(),
         }
-        map.serialize(s)
     }
 }
 

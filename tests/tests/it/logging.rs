@@ -308,3 +308,24 @@ async fn file_logger_writes_one_json_line_per_request_inside_the_log_directory()
 fn builder_root_has(gw: &Gateway, name: &str) -> bool {
     gw.root().join(name).exists()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_log_entries_are_delivered_when_the_gateway_stops() {
+    let a = origin("a").start();
+    let logs = collector();
+    let mut gw = gateway().start().await;
+    let logger = json!({"http-logger": {
+        "uri": logs.url("/late"), "batch_max_size": 100, "inactive_timeout": 600, "buffer_duration": 600,
+    }});
+    gw.route_to("late", "/late", &a, logger).await;
+    for _ in 0..3 {
+        assert_eq!(gw.get("/late").await.status, 200);
+    }
+    assert!(
+        logs.posts().is_empty(),
+        "nothing is due before the batch fills or times out"
+    );
+    gw.terminate();
+    assert!(gw.wait_exit(WAIT).await.success());
+    assert_eq!(batches(&logs).iter().map(Vec::len).collect::<Vec<_>>(), [3]);
+}

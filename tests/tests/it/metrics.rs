@@ -350,3 +350,21 @@ async fn a_new_trace_starts_when_the_client_sent_none_or_an_invalid_one() {
         "tracestate of an invalid parent is dropped"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_off_serves_traffic_without_a_metrics_listener() {
+    let a = origin("a").start();
+    let builder = gateway().bare();
+    let data = builder.data_dir().to_path_buf();
+    let gw = builder
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0"])
+        .args(["--admin-listen", "127.0.0.1:0", "--metrics-listen", "off"])
+        .start()
+        .await;
+    gw.route_to("1", "/m", &a, json!({})).await;
+    assert_eq!(gw.get("/m").await.status, 200);
+    assert_eq!(gw.listener("metrics"), None);
+    assert!(gw.logs().contains("metrics off"), "{}", gw.logs());
+}
