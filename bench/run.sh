@@ -63,7 +63,9 @@ SCENARIOS=(
     "nginx|h1|ok|nginx proxy_pass, upstream keepalive"
     "haproxy|h1|ok|HAProxy, http-reuse always"
     "sluice-10k|h1|ok|Sluice, ROUTES routes, traffic to one"
-    "sluice-accesslog|h1|ok|Sluice plain, access log on (log level info)"
+    "sluice-accesslog|h1|ok|Sluice plain, access log on (JSON lines to a file)"
+    "sluice-accesslog-combined|h1|ok|Sluice plain, access log on (nginx combined format, to a file)"
+    "sluice-bare|h1|ok|Sluice plain, metrics and access log off (their cost's baseline)"
     "sluice-noop-plugin|h1|ok|Sluice + no-op Wasm plugin (all phases)"
     "sluice-unique|h1|ok|Sluice plain, a distinct query string per request (baseline of the miss path)"
     "sluice-3plugins-miss|h1|ok|Sluice + key-auth, limit-count, proxy-cache (every request a miss)"
@@ -272,15 +274,19 @@ UPSTREAM_PID=$BG_PID
 wait_http "http://127.0.0.1:$P_UP/" upstream "$UPSTREAM_PID"
 URL[direct]="http://127.0.0.1:$P_UP/bench"
 
-# start_sluice NAME LOG_LEVEL: a fresh instance with an empty store, on free ports.
+# start_sluice NAME LOG_LEVEL [ACCESS_LOG [METRICS [FORMAT]]]: a fresh instance with an empty store, on
+# free ports; the access log is off unless ACCESS_LOG names a file (in FORMAT, default json); metrics are
+# on unless METRICS is `off`.
 start_sluice() {
-    local name=$1 level=$2 port admin tls metrics
+    local name=$1 level=$2 access=${3:-off} metrics_on=${4:-on} format=${5:-json} port admin tls metrics
     take_port port; take_port admin; take_port tls; take_port metrics
-    log "$name: sluice on 127.0.0.1:$port, $WORKERS worker(s) on CPUs $CORES_PROXY, log level $level"
+    [[ $metrics_on == off ]] && metrics=off || metrics="127.0.0.1:$metrics"
+    log "$name: sluice on 127.0.0.1:$port, $WORKERS worker(s) on CPUs $CORES_PROXY, log level $level, access log $access, metrics $metrics"
     start_bg "$name" "$CORES_PROXY" "$SLUICE_BIN" serve --data-dir "$RUN_DIR/$name-data" \
         --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
-        --tls-listen "127.0.0.1:$tls" --metrics-listen "127.0.0.1:$metrics" \
-        --admin-key "$ADMIN_KEY" --workers "$WORKERS" --log-level "$level"
+        --tls-listen "127.0.0.1:$tls" --metrics-listen "$metrics" \
+        --admin-key "$ADMIN_KEY" --workers "$WORKERS" --log-level "$level" --access-log "$access" \
+        --access-log-format "$format"
     PID[$name]=$BG_PID
     PORT[$name]=$port
     TLS_PORT[$name]=$tls
@@ -298,9 +304,9 @@ admin_put() { # NAME PATH JSON
 }
 upstream_json() { echo "{\"type\":\"roundrobin\",\"nodes\":{\"127.0.0.1:$P_UP\":1},\"keepalive_pool\":{\"size\":320}}"; }
 # Plain config: two equivalent upstream objects (the hot swap alternates them) and one route.
-start_sluice_plain() { # NAME LOG_LEVEL
+start_sluice_plain() { # NAME LOG_LEVEL [ACCESS_LOG [METRICS [FORMAT]]]
     local name=$1 id
-    start_sluice "$name" "$2"
+    start_sluice "$name" "$2" "${3:-off}" "${4:-on}" "${5:-json}"
     for id in bench-a bench-b; do
         admin_put "$name" "/apisix/admin/upstreams/$id" "$(upstream_json)"
     done
@@ -388,7 +394,11 @@ if want sluice-tls; then start_sluice_tls sluice-tls; fi
 if want sluice-tls-new; then start_sluice_tls sluice-tls-new; HDR[sluice-tls-new]="Connection: close"; fi
 if want sluice-h2; then start_sluice_tls sluice-h2; fi
 if want sluice-h2-upstream; then start_sluice_h2_upstream sluice-h2-upstream; fi
-if want sluice-accesslog; then start_sluice_plain sluice-accesslog info; fi
+if want sluice-accesslog; then start_sluice_plain sluice-accesslog warn "$RUN_DIR/sluice-accesslog.access.log"; fi
+if want sluice-accesslog-combined; then
+    start_sluice_plain sluice-accesslog-combined warn "$RUN_DIR/sluice-accesslog-combined.access.log" on combined
+fi
+if want sluice-bare; then start_sluice_plain sluice-bare warn off off; fi
 if want sluice-noop-plugin; then
     start_sluice_plugin sluice-noop-plugin noop "$PLUGIN_DIR/noop.wasm" '{}'
 fi
@@ -504,7 +514,7 @@ measure() {
         "$([[ -n $pid ]] && echo $(( c1 - c0 )) || echo null)" $(( u1 - u0 )) "$CLK_TCK" \
         "$([[ -n $pid ]] && status_kb VmHWM "$pid" || echo null)" \
         "$([[ -n $pid ]] && status_kb VmRSS "$pid" || echo null)" >>"$RAW/runs.jsonl"
-    if [[ $sc == sluice-accesslog ]]; then : >"$RUN_DIR/$sc.err"; fi # bound the log's disk use
+    if [[ $sc == sluice-accesslog* ]]; then : >"$RUN_DIR/$sc.access.log"; fi # bound the log's disk use
     [[ $rc == 0 ]] || log "  warning: $sc load generator exited $rc (see raw/$(basename "$out"))"
 }
 

@@ -175,7 +175,8 @@ def main():
     L.append(f"- **Versions:** sluice {meta['sluice_rev']}, nginx {meta['nginx']}, HAProxy {meta['haproxy']}, "
              f"wrk {meta['wrk']}, h2load {meta['h2load']}")
     L.append("- **Upstream:** `bench-upstream` (hyper, HTTP/1.1 keep-alive, 1 KiB body), the same for all. "
-             "No contender writes an access log except `sluice-accesslog`.\n")
+             "No contender writes an access log except `sluice-accesslog*`; Sluice collects metrics in every "
+             "scenario but `sluice-bare`.\n")
 
     L.append("## Throughput and latency\n")
     L.append("| Scenario | req/s | p50 | p99 | p99.9 | errors | proxy CPU/req | peak RSS |")
@@ -219,6 +220,9 @@ def main():
         ("Sluice / direct", "sluice", "direct"),
         (f"{meta['routes']:,} routes / plain", "sluice-10k", "sluice"),
         ("access log on / plain", "sluice-accesslog", "sluice"),
+        ("metrics on (plain) / metrics and access log off", "sluice", "sluice-bare"),
+        ("metrics + access log / both off", "sluice-accesslog", "sluice-bare"),
+        ("metrics + combined-format access log / both off", "sluice-accesslog-combined", "sluice-bare"),
         ("h2c: Sluice / nginx", "sluice-h2c", "nginx-h2c"),
         ("h2c: Sluice / HAProxy", "sluice-h2c", "haproxy-h2c"),
         ("HTTPS keep-alive: Sluice / nginx", "sluice-tls", "nginx-tls"),

@@ -3,6 +3,7 @@
 //! Built once per snapshot (never per request): entries are sorted by priority (higher first, as in
 //! APISIX), ties by name so the order is stable across rebuilds.
 
+use crate::otel::SpanScope;
 use crate::plugin::{ConfiguredPlugin, Decision, Phase, PluginFault, PluginResponse, RequestState};
 use std::sync::Arc;
 
@@ -52,13 +53,25 @@ impl PluginChain {
     /// Runs `phase` through every plugin in order. A `respond` (where the phase allows one) stops the
     /// chain and is returned. A fault is logged with the plugin's name, phase and backtrace; with
     /// `_meta.fail_open` the plugin is skipped, otherwise the fault is returned (the caller answers 500).
+    /// With `trace` (spans exported), each call gets a child span of it.
     pub fn run(
         &self,
         phase: Phase,
         state: &mut RequestState,
+        trace: Option<&SpanScope>,
     ) -> Result<Option<PluginResponse>, PluginFault> {
         for e in &self.entries {
-            match e.plugin.call(phase, state) {
+            let span = trace
+                .filter(|_| e.plugin.plugin().implements(phase))
+                .map(|t| t.plugin(&e.name));
+            let called = e.plugin.call(phase, state);
+            if let Some(span) = span {
+                if let Err(fault) = &called {
+                    span.fail(format!("{:?}: {}", fault.kind, fault.message));
+                }
+                span.end();
+            }
+            match called {
                 Ok(Decision::Continue) => {}
                 Ok(Decision::Respond(r)) if phase.may_respond() => return Ok(Some(r)),
                 Ok(Decision::Respond(_)) => {

@@ -11,7 +11,13 @@
 //! as Wasm ([`traffic_split`] chooses the upstream; `client-control` bounds the body as it streams), and
 //! [`limits`] what a client may send and for how long, with the reasons for each default. [`cluster`] keeps
 //! a node's snapshot in step with an etcd store shared by several nodes.
+//!
+//! What the gateway tells operators leaves the request path through bounded queues: [`access_log`] (one
+//! line per request, its own writer thread), [`log_sink`] (batched deliveries for logger plugins) and
+//! [`otel`] (request spans over OTLP); [`http_client`] sends the last two's HTTP. [`metrics`] counts in
+//! place (atomics) and is encoded only when scraped.
 
+pub mod access_log;
 pub mod admin;
 pub mod balancer;
 pub mod builtins;
@@ -21,10 +27,13 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod consumers;
+pub mod http_client;
 pub mod limits;
+pub mod log_sink;
 pub mod logging;
 pub mod metrics;
 pub mod native;
+pub mod otel;
 pub mod plugin;
 pub mod proxy;
 pub mod request_vars;

@@ -4,6 +4,7 @@
 //! the file only fills what neither gave, so one file can hold a deployment's settings while a single
 //! flag or variable still overrides it.
 
+use crate::access_log::{Format as AccessLogFormat, Target as AccessLogTarget};
 use crate::limits::ClientLimits;
 use bytesize::ByteSize;
 use clap::{Args, ValueEnum};
@@ -45,9 +46,10 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub admin_key: Option<String>,
-    /// Metrics listener: Prometheus `/metrics`, `/status`, `/status/ready` [default: 127.0.0.1:9091]
-    #[arg(long, env = "SLUICE_METRICS_LISTEN", value_name = "ADDR")]
-    pub metrics_listen: Option<SocketAddr>,
+    /// Metrics listener: Prometheus `/metrics`, `/status`, `/status/ready`; `off` for none (and no
+    /// per-request counting) [default: 127.0.0.1:9091]
+    #[arg(long, env = "SLUICE_METRICS_LISTEN", value_name = "ADDR|off")]
+    pub metrics_listen: Option<String>,
     /// Where config lives: `sled` (embedded) or `etcd://host:port[,host:port]/prefix` [default: sled]
     #[arg(long, env = "SLUICE_CONFIG_STORE", value_name = "URL")]
     pub config_store: Option<String>,
@@ -94,6 +96,21 @@ pub struct ServeArgs {
     /// Concurrent streams per HTTP/2 client connection [default: 128]
     #[arg(long, env = "SLUICE_H2_MAX_CONCURRENT_STREAMS", value_name = "N")]
     pub h2_max_concurrent_streams: Option<u32>,
+    /// Access log: one line per request to `stdout`, to a file (PATH), or `off` [default: stdout]
+    #[arg(long, env = "SLUICE_ACCESS_LOG", value_name = "PATH|stdout|off")]
+    pub access_log: Option<String>,
+    /// Access log format: `json` (APISIX's log format), `combined` (nginx's) or a template of
+    /// $variables such as '$remote_addr "$request" $status $request_time' [default: json]
+    #[arg(long, env = "SLUICE_ACCESS_LOG_FORMAT", value_name = "FORMAT")]
+    pub access_log_format: Option<String>,
+    /// Directory logger plugins (file-logger) may write in; their paths are relative to it
+    /// [default: <data-dir>/plugin-logs]
+    #[arg(long, env = "SLUICE_PLUGIN_LOG_DIR", value_name = "DIR")]
+    pub plugin_log_dir: Option<PathBuf>,
+    /// Export request spans (with phase and plugin child spans) over OTLP/HTTP (protobuf) to this
+    /// collector URL, e.g. http://127.0.0.1:4318/v1/traces; no spans are made when unset [default: off]
+    #[arg(long, env = "SLUICE_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// The config file: the same names as the flags.
@@ -105,7 +122,7 @@ struct FileSettings {
     tls_listen: Option<SocketAddr>,
     admin_listen: Option<SocketAddr>,
     admin_key: Option<String>,
-    metrics_listen: Option<SocketAddr>,
+    metrics_listen: Option<String>,
     config_store: Option<String>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
@@ -120,6 +137,10 @@ struct FileSettings {
     idle_timeout: Option<f64>,
     max_connections: Option<usize>,
     h2_max_concurrent_streams: Option<u32>,
+    access_log: Option<String>,
+    access_log_format: Option<String>,
+    plugin_log_dir: Option<PathBuf>,
+    otlp_endpoint: Option<String>,
 }
 
 /// Fully resolved settings.
@@ -130,7 +151,8 @@ pub struct Settings {
     pub tls_listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub admin_key: Option<String>,
-    pub metrics_listen: SocketAddr,
+    /// `None`: metrics off.
+    pub metrics_listen: Option<SocketAddr>,
     pub config_store: String,
     pub log_format: LogFormat,
     pub log_level: String,
@@ -138,6 +160,12 @@ pub struct Settings {
     pub workers: Option<usize>,
     /// Response cache bound in bytes.
     pub cache_bytes: usize,
+    /// `None`: access log off.
+    pub access_log: Option<AccessLogTarget>,
+    pub access_log_format: AccessLogFormat,
+    pub plugin_log_dir: PathBuf,
+    /// OTLP/HTTP traces endpoint; `None`: no spans.
+    pub otlp_endpoint: Option<String>,
     pub limits: ClientLimits,
 }
 
@@ -258,11 +286,44 @@ impl ServeArgs {
             "cache_size must be between 1 and 1048576 MiB, got {cache_mib}"
         );
         let limits = self.limits(&file)?;
+        let access_log = match self.access_log.or(file.access_log).as_deref() {
+            None | Some("stdout") => Some(AccessLogTarget::Stdout),
+            Some("off") => None,
+            Some("") => anyhow::bail!("access_log must be a path, `stdout` or `off`"),
+            Some(path) => Some(AccessLogTarget::File(PathBuf::from(path))),
+        };
+        let access_log_format = self
+            .access_log_format
+            .or(file.access_log_format)
+            .as_deref()
+            .unwrap_or("json")
+            .parse::<AccessLogFormat>()?;
+        let metrics_listen = match self.metrics_listen.or(file.metrics_listen).as_deref() {
+            None => Some(addr("127.0.0.1:9091")),
+            Some("off") => None,
+            Some(a) => Some(a.parse::<SocketAddr>().map_err(|e| {
+                anyhow::anyhow!(
+                    "metrics_listen {a:?}: {e} (an address such as 127.0.0.1:9091, or off)"
+                )
+            })?),
+        };
+        let otlp_endpoint = self.otlp_endpoint.or(file.otlp_endpoint);
+        if let Some(url) = &otlp_endpoint {
+            anyhow::ensure!(
+                url.starts_with("http://") || url.starts_with("https://"),
+                "otlp_endpoint {url:?} must be an http:// or https:// URL (OTLP/HTTP)"
+            );
+        }
+        let data_dir = self
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./sluice-data"));
         Ok(Settings {
-            data_dir: self
-                .data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from("./sluice-data")),
+            plugin_log_dir: self
+                .plugin_log_dir
+                .or(file.plugin_log_dir)
+                .unwrap_or_else(|| data_dir.join("plugin-logs")),
+            data_dir,
             listen: self
                 .listen
                 .or(file.listen)
@@ -276,10 +337,7 @@ impl ServeArgs {
                 .or(file.admin_listen)
                 .unwrap_or_else(|| addr("127.0.0.1:9180")),
             admin_key: self.admin_key.or(file.admin_key),
-            metrics_listen: self
-                .metrics_listen
-                .or(file.metrics_listen)
-                .unwrap_or_else(|| addr("127.0.0.1:9091")),
+            metrics_listen,
             config_store: self
                 .config_store
                 .or(file.config_store)
@@ -296,6 +354,9 @@ impl ServeArgs {
             workers: self.workers.or(file.workers).filter(|n| *n > 0),
             cache_bytes: cache_mib << 20,
             limits,
+            access_log,
+            access_log_format,
+            otlp_endpoint,
         })
     }
 }
@@ -321,7 +382,7 @@ mod tests {
         let s = args.resolve().unwrap();
         assert_eq!(s.listen, addr("127.0.0.1:3333"));
         assert_eq!(s.admin_listen, addr("127.0.0.1:2222"));
-        assert_eq!(s.metrics_listen, addr("127.0.0.1:9091"));
+        assert_eq!(s.metrics_listen, Some(addr("127.0.0.1:9091")));
         assert_eq!(s.admin_key, None);
         assert_eq!(s.cache_bytes, 64 << 20);
         let zero = ServeArgs {
@@ -333,6 +394,46 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("cache_size"));
+    }
+
+    #[test]
+    fn access_log_and_plugin_log_dir_have_defaults_and_checked_values() {
+        let s = ServeArgs {
+            data_dir: Some(PathBuf::from("/srv/sluice")),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(s.access_log, Some(AccessLogTarget::Stdout));
+        assert_eq!(s.access_log_format, AccessLogFormat::Json);
+        assert_eq!(s.plugin_log_dir, PathBuf::from("/srv/sluice/plugin-logs"));
+        assert_eq!(s.otlp_endpoint, None);
+        let off = ServeArgs {
+            access_log: Some("off".into()),
+            metrics_listen: Some("off".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!((off.access_log, off.metrics_listen), (None, None));
+        let bad = |args: ServeArgs, field: &str| {
+            let err = args.resolve().unwrap_err().to_string();
+            assert!(err.contains(field), "{err}");
+        };
+        bad(
+            ServeArgs {
+                access_log_format: Some("$remote_addr $bogus".into()),
+                ..Default::default()
+            },
+            "$bogus",
+        );
+        bad(
+            ServeArgs {
+                otlp_endpoint: Some("127.0.0.1:4318".into()),
+                ..Default::default()
+            },
+            "otlp_endpoint",
+        );
     }
 
     #[test]

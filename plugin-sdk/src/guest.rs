@@ -139,10 +139,13 @@ fn decision_to(d: Decision) -> bindings::Decision {
 /// Conversions between binding types and SDK types.
 pub mod conv {
     use super::bindings::sluice::plugin::{
-        cache, http_outbound as ho, logging, shared, types as t,
+        cache, http_outbound as ho, log_sink as ls, logging, response as rsp, shared, types as t,
     };
     use crate::cache::Lookup;
-    use crate::{FieldError, Level, Method, OutboundError, OutboundRequest, Response, StoreError};
+    use crate::{
+        BatchPolicy, Completion, ConcatMethod, Destination, FieldError, Level, Method,
+        OutboundError, OutboundRequest, Response, SinkError, StoreError,
+    };
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
     pub fn method_from(m: t::HttpMethod) -> Method {
@@ -282,6 +285,56 @@ pub mod conv {
             Level::Info => logging::Level::Info,
             Level::Warn => logging::Level::Warn,
             Level::Error => logging::Level::Error,
+        }
+    }
+    pub fn completion_from(c: rsp::Completion) -> Completion {
+        use std::time::Duration;
+        Completion {
+            started_unix_ms: c.started_unix_ms,
+            latency: Duration::from_micros(c.latency_us),
+            upstream_latency: c.upstream_latency_us.map(Duration::from_micros),
+            upstream_addr: c.upstream_address.map(socket_addr_from),
+            request_body_bytes: c.request_body_bytes,
+            response_body_bytes: c.response_body_bytes,
+            complete: c.complete,
+            service_id: c.service_id,
+        }
+    }
+    fn ms32(d: std::time::Duration) -> u32 {
+        u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+    }
+    pub fn destination_to(d: &Destination) -> ls::Destination {
+        match d {
+            Destination::Http {
+                uri,
+                auth_header,
+                timeout,
+                concat,
+            } => ls::Destination::Http(ls::HttpDestination {
+                uri: uri.clone(),
+                auth_header: auth_header.clone(),
+                timeout_ms: ms32(*timeout),
+                concat: match concat {
+                    ConcatMethod::Json => ls::ConcatMethod::Json,
+                    ConcatMethod::NewLine => ls::ConcatMethod::NewLine,
+                },
+            }),
+            Destination::File(path) => ls::Destination::File(path.clone()),
+        }
+    }
+    pub fn policy_to(p: &BatchPolicy) -> ls::BatchPolicy {
+        ls::BatchPolicy {
+            max_size: p.max_size,
+            inactive_timeout_ms: ms32(p.inactive_timeout),
+            buffer_duration_ms: ms32(p.buffer_duration),
+            max_retry_count: p.max_retry_count,
+            retry_delay_ms: ms32(p.retry_delay),
+        }
+    }
+    pub fn sink_error_from(e: ls::SinkError) -> SinkError {
+        match e {
+            ls::SinkError::Invalid(m) => SinkError::Invalid(m),
+            ls::SinkError::QueueFull => SinkError::QueueFull,
         }
     }
     pub fn labels_to(l: &[(&str, &str)]) -> Vec<t::Label> {

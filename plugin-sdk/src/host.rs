@@ -250,6 +250,17 @@ pub mod response {
         #[cfg(not(target_arch = "wasm32"))]
         th(|h| h.phase == crate::Phase::BodyFilter && h.resp.end_of_stream)
     }
+    /// `log` only: what the gateway measured once the exchange was over (latencies, sizes, upstream).
+    pub fn completion() -> Option<crate::Completion> {
+        #[cfg(target_arch = "wasm32")]
+        return w::response::completed().map(conv::completion_from);
+        #[cfg(not(target_arch = "wasm32"))]
+        th(|h| {
+            (h.phase == crate::Phase::Log)
+                .then(|| h.completion.clone())
+                .flatten()
+        })
+    }
 }
 
 /// Per-request key/value context shared between phases and plugins.

@@ -35,6 +35,10 @@
 //! # }
 //! ```
 //!
+//! Logger plugins push one entry per request to a host-side [`log_sink::Sink`] (batched, retried delivery
+//! to an HTTP endpoint or a file in the operator's log directory, never on the request path);
+//! [`log_sink::apisix_entry`] builds APISIX's log entry from [`response::completion`] and the request.
+//!
 //! Why one trait with default phases and typed config: it mirrors the WIT world one-to-one (a phase is a
 //! method, `configure` is serde), so a plugin is as short as its logic, and the phase return types encode
 //! what each phase may do (`body_filter` and `log` cannot answer the request).
@@ -51,7 +55,11 @@ pub use host::{
 };
 pub use types::*;
 
+pub mod log_sink;
 pub mod vars;
+
+/// APISIX's log entry format and the log-sink rules, shared with the gateway's access log.
+pub use sluice_log;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;

@@ -17,8 +17,8 @@
 //! from the test request and response as the gateway derives them; [`TestHost::set_var`] defines the rest.
 use crate::cache::Lookup;
 use crate::{
-    Backend, Consumer, Decision, FieldError, Level, Method, OutboundError, OutboundRequest, Phase,
-    Plugin, Response, StoreError, WindowCount,
+    Backend, BatchPolicy, Completion, Consumer, Decision, Destination, FieldError, Level, Method,
+    OutboundError, OutboundRequest, Phase, Plugin, Response, SinkError, StoreError, WindowCount,
 };
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -155,6 +155,37 @@ pub struct HostState {
     pub counters_metric: HashMap<String, u64>,
     pub histograms: HashMap<String, Vec<f64>>,
     pub now_ms: u64,
+    pub completion: Option<Completion>,
+    pub sinks: Vec<TestSink>,
+}
+
+/// A log sink the plugin opened on the test host, with everything pushed to it.
+#[doc(hidden)]
+pub struct TestSink {
+    pub destination: Destination,
+    pub policy: BatchPolicy,
+    pub entries: Vec<String>,
+}
+
+/// The gateway's `log-sink.check`, from the rules the gateway enforces (`sluice_log::sink_rules`).
+#[doc(hidden)]
+pub fn check_sink(destination: &Destination, policy: &BatchPolicy) -> Result<(), SinkError> {
+    use sluice_log::sink_rules as rules;
+    rules::check_batch_size(policy.max_size).map_err(SinkError::Invalid)?;
+    match destination {
+        Destination::Http {
+            uri,
+            auth_header,
+            timeout,
+            ..
+        } => {
+            let ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+            rules::check_http(uri, auth_header.as_deref(), ms)
+        }
+        // The test host has no log directory; the path rules are the gateway's.
+        Destination::File(path) => rules::check_file_path(path),
+    }
+    .map_err(SinkError::Invalid)
 }
 
 thread_local! {
@@ -563,6 +594,33 @@ impl HostState {
         });
         Ok(())
     }
+    pub fn sink_open(
+        &mut self,
+        destination: &Destination,
+        policy: &BatchPolicy,
+    ) -> Result<usize, SinkError> {
+        check_sink(destination, policy)?;
+        let same = |s: &TestSink| s.destination == *destination && s.policy == *policy;
+        if let Some(i) = self.sinks.iter().position(same) {
+            return Ok(i);
+        }
+        self.sinks.push(TestSink {
+            destination: destination.clone(),
+            policy: *policy,
+            entries: Vec::new(),
+        });
+        Ok(self.sinks.len() - 1)
+    }
+    pub fn sink_push(&mut self, index: usize, entry: &str) -> Result<(), SinkError> {
+        sluice_log::sink_rules::check_entry(entry).map_err(SinkError::Invalid)?;
+        match self.sinks.get_mut(index) {
+            Some(sink) => {
+                sink.entries.push(entry.to_string());
+                Ok(())
+            }
+            None => panic!("sluice-plugin-sdk: a Sink from another TestHost"),
+        }
+    }
     pub fn random_fill(&mut self, len: u32) -> Vec<u8> {
         assert!(
             len <= MAX_RANDOM_PER_CALL,
@@ -634,6 +692,8 @@ impl TestHost {
             counters_metric: HashMap::new(),
             histograms: HashMap::new(),
             now_ms: 1_700_000_000_000,
+            completion: None,
+            sinks: Vec::new(),
         };
         Self {
             state: Rc::new(RefCell::new(state)),
@@ -697,6 +757,28 @@ impl TestHost {
     }
 
     // ---- setting up the request and the world ----
+
+    /// What [`crate::response::completion`] returns in `log` (nothing until this is called).
+    pub fn set_completion(&self, completion: Completion) -> &Self {
+        self.state.borrow_mut().completion = Some(completion);
+        self
+    }
+
+    /// Every entry pushed to the sinks opened for `destination`, in order.
+    pub fn sink_entries(&self, destination: &Destination) -> Vec<String> {
+        self.state
+            .borrow()
+            .sinks
+            .iter()
+            .filter(|s| s.destination == *destination)
+            .flat_map(|s| s.entries.iter().cloned())
+            .collect()
+    }
+
+    /// How many distinct sinks plugins opened (sinks with one destination and policy are one).
+    pub fn open_sinks(&self) -> usize {
+        self.state.borrow().sinks.len()
+    }
 
     /// Sets the method.
     pub fn set_method(&self, method: Method) -> &Self {

@@ -328,3 +328,99 @@ pub enum Level {
     Warn,
     Error,
 }
+
+/// What the gateway measured once the exchange was over ([`crate::response::completion`], `log` only):
+/// the facts a log entry needs that the request and response fields do not carry.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Completion {
+    /// When the request head arrived, milliseconds since the Unix epoch.
+    pub started_unix_ms: u64,
+    /// From the request head to the end of the response body (or to the client going away).
+    pub latency: Duration,
+    /// Until the upstream's response head arrived, retries included; `None` when no upstream answered.
+    pub upstream_latency: Option<Duration>,
+    /// The upstream node the request went to last.
+    pub upstream_addr: Option<std::net::SocketAddr>,
+    /// Request body bytes as declared by `Content-Length`.
+    pub request_body_bytes: u64,
+    /// Response body bytes sent to the client.
+    pub response_body_bytes: u64,
+    /// Whether the whole response body reached the client.
+    pub complete: bool,
+    /// The matched route's service, if it has one.
+    pub service_id: Option<String>,
+}
+
+/// How the entries of one batch become one HTTP request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConcatMethod {
+    /// A JSON array of the entries (each entry must be one JSON value).
+    Json,
+    /// The entries, each followed by a newline.
+    NewLine,
+}
+
+/// Where a [`crate::log_sink::Sink`] delivers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Destination {
+    /// POST each batch to a URL.
+    Http {
+        /// `http://` or `https://` URL.
+        uri: String,
+        /// Sent as `Authorization`.
+        auth_header: Option<String>,
+        /// Longest one delivery attempt may take.
+        timeout: Duration,
+        /// How entries are joined.
+        concat: ConcatMethod,
+    },
+    /// Append each entry as a line to this file, relative to the gateway's plugin log directory.
+    File(String),
+}
+
+/// APISIX's batch-processor settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BatchPolicy {
+    /// Most entries per batch (`batch_max_size`), at least 1.
+    pub max_size: u32,
+    /// A batch that is not full goes out after this long without a new entry (`inactive_timeout`).
+    pub inactive_timeout: Duration,
+    /// A batch goes out at the latest this long after its oldest entry (`buffer_duration`).
+    pub buffer_duration: Duration,
+    /// Retries of a failed delivery before the batch is dropped (`max_retry_count`).
+    pub max_retry_count: u32,
+    /// Wait before the first retry, doubled for each further one (`retry_delay`).
+    pub retry_delay: Duration,
+}
+
+impl Default for BatchPolicy {
+    /// APISIX's defaults: 1000 entries, 5 s inactive, 60 s buffer, no retry, 1 s retry delay.
+    fn default() -> Self {
+        BatchPolicy {
+            max_size: 1000,
+            inactive_timeout: Duration::from_secs(5),
+            buffer_duration: Duration::from_secs(60),
+            max_retry_count: 0,
+            retry_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why a log sink refused something.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkError {
+    /// The destination, policy or entry is refused; the message says why.
+    Invalid(String),
+    /// The sink's queue is full: the entry was dropped (and the gateway counted it).
+    QueueFull,
+}
+
+impl fmt::Display for SinkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SinkError::Invalid(m) => f.write_str(m),
+            SinkError::QueueFull => f.write_str("log sink queue full; entry dropped"),
+        }
+    }
+}
+impl std::error::Error for SinkError {}

@@ -19,7 +19,8 @@
 //! 3. Start a gateway with [`gateway`]; it is killed on drop, and its log tail is printed when the test panics.
 //! 4. Configure it through [`Gateway::admin`] / [`Gateway::put_ok`], then send traffic with [`Gateway::get`],
 //!    [`Gateway::request`] + [`send`], or your own [`client`]/[`h2c_client`].
-//! 5. For HTTPS, see [`tls`]: certificates made with rcgen, [`tls::TlsClient`] against [`Gateway::https_addr`],
+//! 5. For what the gateway sends elsewhere (logger plugin batches, OTLP spans), point it at a [`collector`].
+//! 6. For HTTPS, see [`tls`]: certificates made with rcgen, [`tls::TlsClient`] against [`Gateway::https_addr`],
 //!    and [`OriginBuilder::tls`] for an HTTPS upstream.
 //! 6. For several nodes, start an [`Etcd`] (and a [`Redis`] for shared counters) and give each gateway
 //!    `--config-store` [`Etcd::store_url`]; a [`TcpProxy`] in between can cut one node off etcd.
@@ -30,6 +31,7 @@
 mod admin;
 mod client;
 mod cluster;
+mod collector;
 mod distribution;
 mod gateway;
 mod metrics;
@@ -43,6 +45,7 @@ mod util;
 pub use admin::{Admin, Reply};
 pub use client::{client, h2c_client, send, try_send, Resp};
 pub use cluster::{free_port, Etcd, Redis, TcpProxy};
+pub use collector::{collector, Collector, Posted};
 pub use distribution::spread;
 pub use gateway::{gateway, parse_listening, sluice_bin, Gateway, GatewayBuilder};
 pub use metrics::Scrape;

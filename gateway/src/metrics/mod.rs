@@ -43,6 +43,15 @@ impl Metrics {
         Metrics { registry, http }
     }
 
+    /// Adds metrics another part of the gateway collects (access log, log sinks).
+    pub fn with_collector(
+        mut self,
+        collector: Box<dyn prometheus_client::collector::Collector>,
+    ) -> Self {
+        self.registry.register_collector(collector);
+        self
+    }
+
     /// The exposition text (OpenMetrics, which Prometheus reads).
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
         self.http.prune();

@@ -25,12 +25,13 @@ const BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 /// Names of the gateway's own per-plugin metrics (after `sluice_plugin_`).
-const RESERVED: [&str; 6] = [
+const RESERVED: [&str; 7] = [
     "calls",
     "call_duration_seconds",
     "faults",
     "memory_high_water_bytes",
     "idle_instances",
+    "instances_created",
     "metrics_dropped",
 ];
 

@@ -2,7 +2,8 @@
 //!
 //! The label sets are bounded by configuration, never by traffic: `route` and `service` are configured ids
 //! (empty when no route matched), `consumer` only a consumer that exists in the live config (a plugin may
-//! set any name), `code` the status class. Each route's handles are resolved once and cached, so a request
+//! set any name), `node` an upstream node's address (configured nodes, as resolved), `code` the status
+//! class. Each route's handles are resolved once and cached, so a request
 //! costs one map lookup under a read lock and a few atomic adds, with no label strings built.
 
 use crate::config::ResourceKind;
@@ -14,6 +15,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -37,6 +39,16 @@ struct RouteLabels {
     route: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeLabels {
+    route: String,
+    node: String,
+    code: &'static str,
+}
+
+/// `code` of an upstream exchange that got no answer (connect failure, timeout, broken connection).
+const FAILED: &str = "failed";
+
 type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -55,6 +67,12 @@ pub struct Completed<'a> {
     pub upstream: Option<Duration>,
     pub request_bytes: u64,
     pub response_bytes: u64,
+    /// The upstream node the request went to last.
+    pub node: Option<SocketAddr>,
+    /// That node's answer; `None` with a `node` when the exchange got none.
+    pub upstream_status: Option<http::StatusCode>,
+    /// How long opening a new upstream connection took (`None` when a pooled one was reused).
+    pub connect: Option<Duration>,
 }
 
 /// One route's metric handles, resolved once.
@@ -68,6 +86,9 @@ struct RouteHandles {
     anonymous: [Counter; 5],
     /// `requests_total` label sets with a consumer, remembered so [`HttpMetrics::prune`] can remove them.
     named: Mutex<Vec<RequestLabels>>,
+    connect: Histogram,
+    /// `upstream_responses_total` by node and code, created on a node's first answer.
+    nodes: Mutex<HashMap<(SocketAddr, &'static str), Counter>>,
 }
 
 /// The per-request families and the connection gauge.
@@ -78,6 +99,8 @@ pub struct HttpMetrics {
     upstream: HistogramFamily,
     request_bytes: Family<RouteLabels, Counter>,
     response_bytes: Family<RouteLabels, Counter>,
+    connect: HistogramFamily,
+    upstream_responses: Family<NodeLabels, Counter>,
     connections: Gauge,
     routes: RwLock<HashMap<String, Arc<RouteHandles>>>,
 }
@@ -96,6 +119,8 @@ impl HttpMetrics {
             upstream: Family::new_with_constructor(latency_histogram),
             request_bytes: Family::default(),
             response_bytes: Family::default(),
+            connect: Family::new_with_constructor(latency_histogram),
+            upstream_responses: Family::default(),
             connections: Gauge::default(),
             routes: RwLock::new(HashMap::new()),
         }
@@ -116,6 +141,17 @@ impl HttpMetrics {
             "upstream_response_seconds",
             "Time until the upstream's response head arrived (retries included), by route",
             self.upstream.clone(),
+        );
+        registry.register(
+            "upstream_connect_seconds",
+            "Time to open a new upstream connection (TCP, and TLS for https), by route; reused \
+             pooled connections are not counted",
+            self.connect.clone(),
+        );
+        registry.register(
+            "upstream_responses",
+            "Upstream exchanges by route, node and the node's status class (`failed`: no answer)",
+            self.upstream_responses.clone(),
         );
         registry.register(
             "http_request_bytes",
@@ -171,6 +207,8 @@ impl HttpMetrics {
                 })
             }),
             named: Mutex::new(Vec::new()),
+            connect: self.connect.get_or_create_owned(&labels),
+            nodes: Mutex::new(HashMap::new()),
         });
         routes.insert(route.to_string(), Arc::clone(&handles));
         handles
@@ -185,6 +223,14 @@ impl HttpMetrics {
         self.upstream.remove(&labels);
         self.request_bytes.remove(&labels);
         self.response_bytes.remove(&labels);
+        self.connect.remove(&labels);
+        for (node, code) in h.nodes.lock().unwrap_or_else(|p| p.into_inner()).keys() {
+            self.upstream_responses.remove(&NodeLabels {
+                route: route.to_string(),
+                node: node.to_string(),
+                code,
+            });
+        }
         for code in CLASSES {
             self.requests.remove(&RequestLabels {
                 route: route.to_string(),
@@ -250,6 +296,25 @@ impl HttpMetrics {
         }
         h.request_bytes.inc_by(r.request_bytes);
         h.response_bytes.inc_by(r.response_bytes);
+        if let Some(took) = r.connect {
+            h.connect.observe(took.as_secs_f64());
+        }
+        if let Some(node) = r.node {
+            let code = r
+                .upstream_status
+                .map_or(FAILED, |s| CLASSES[self::class(s)]);
+            let mut nodes = h.nodes.lock().unwrap_or_else(|p| p.into_inner());
+            nodes
+                .entry((node, code))
+                .or_insert_with(|| {
+                    self.upstream_responses.get_or_create_owned(&NodeLabels {
+                        route: route.to_string(),
+                        node: node.to_string(),
+                        code,
+                    })
+                })
+                .inc();
+        }
     }
 
     /// Counts a client connection until the guard is dropped.
@@ -293,6 +358,9 @@ mod tests {
             upstream: Some(Duration::from_millis(1)),
             request_bytes: 5,
             response_bytes: 7,
+            node: None,
+            upstream_status: None,
+            connect: None,
         };
         m.record(&done(Some("made-up"), http::StatusCode::OK));
         m.record(&done(None, http::StatusCode::NOT_FOUND));
@@ -322,6 +390,9 @@ mod tests {
                 upstream: None,
                 request_bytes: 0,
                 response_bytes: 1,
+                node: None,
+                upstream_status: None,
+                connect: None,
             });
         }
         assert!(encoded(&m).contains(r#"route="gone""#));
@@ -332,6 +403,39 @@ mod tests {
             text.contains(r#"sluice_http_response_bytes_total{route=""} 1"#),
             "{text}"
         );
+    }
+
+    #[test]
+    fn upstream_answers_are_counted_by_node_and_connects_timed() {
+        let m = HttpMetrics::new(Arc::new(Live::new(Snapshot::empty())));
+        let node: SocketAddr = "10.0.0.1:80".parse().unwrap();
+        let done = |status, connect| Completed {
+            route: Some("r"),
+            service: None,
+            consumer: None,
+            status: http::StatusCode::BAD_GATEWAY,
+            duration: Duration::from_millis(2),
+            upstream: None,
+            request_bytes: 0,
+            response_bytes: 0,
+            node: Some(node),
+            upstream_status: status,
+            connect,
+        };
+        m.record(&done(
+            Some(http::StatusCode::OK),
+            Some(Duration::from_millis(1)),
+        ));
+        m.record(&done(Some(http::StatusCode::OK), None));
+        m.record(&done(None, None));
+        let text = encoded(&m);
+        for line in [
+            r#"sluice_upstream_responses_total{route="r",node="10.0.0.1:80",code="2xx"} 2"#,
+            r#"sluice_upstream_responses_total{route="r",node="10.0.0.1:80",code="failed"} 1"#,
+            r#"sluice_upstream_connect_seconds_count{route="r"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 
     #[test]

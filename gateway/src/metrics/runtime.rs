@@ -162,6 +162,19 @@ impl Collector for PluginCollector {
             }
         }
 
+        let mut created = encoder.encode_descriptor(
+            "plugin_instances_created",
+            "Wasm instances of the plugin created; a faulted instance is discarded and replaced, so \
+             growth beyond the pool size means faults or bursts.",
+            None,
+            MetricType::Counter,
+        )?;
+        for r in &plugins {
+            created
+                .encode_family(&[("plugin", r.name.as_str())])?
+                .encode_counter::<NoLabelSet, _, u64>(&r.m.instances_created, None)?;
+        }
+
         for (metric, help, value) in GAUGES {
             let mut family = encoder.encode_descriptor(metric, help, None, MetricType::Gauge)?;
             for r in &plugins {

@@ -8,6 +8,8 @@
 wasmtime::component::bindgen!({
     path: "../wit/sluice-plugin@0.1.0",
     world: "sluice:plugin/plugin@0.1.0",
+    // The `log-sink.sink` resource is the host's handle to a shared sink (see `crate::log_sink`).
+    with: { "sluice:plugin/log-sink.sink": crate::log_sink::SinkHandle },
 });
 
 pub use self::sluice::plugin::types::{HttpMethod, Phase as WitPhase};

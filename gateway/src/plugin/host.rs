@@ -5,8 +5,8 @@
 //! `rewrite`/`access`, response status and headers in `header-filter`, the body chunk in `body-filter`,
 //! nothing in `log` (`not-in-this-phase` otherwise).
 use super::bindings::sluice::plugin::{
-    cache, clock, consumers, context, counters, http_outbound, kv, logging, metrics, random,
-    request, response, shared, types,
+    cache, clock, consumers, context, counters, http_outbound, kv, log_sink, logging, metrics,
+    random, request, response, shared, types,
 };
 use super::bindings::HttpMethod;
 use super::services::{self, CacheLookup, HostServices};
@@ -20,6 +20,7 @@ use http::HeaderMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use types::FieldError;
+use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::{ResourceLimiter, StoreLimits};
 
 /// Per-store resource limiter: wasmtime's [`StoreLimits`] plus the memory high-water mark and a flag that
@@ -91,6 +92,8 @@ pub(crate) struct StoreData {
     /// When the current call must be over (bounds outbound HTTP calls, which epochs cannot interrupt).
     pub(crate) deadline_at: Instant,
     pub(crate) monotonic_base: Instant,
+    /// Resources the guest holds (its `log-sink.sink` handles).
+    pub(crate) table: ResourceTable,
 }
 
 impl StoreData {
@@ -103,6 +106,7 @@ impl StoreData {
             req: RequestState::default(),
             deadline_at: Instant::now(),
             monotonic_base: Instant::now(),
+            table: ResourceTable::new(),
         }
     }
 
@@ -281,6 +285,56 @@ fn state_var(req: &RequestState, phase: Option<Phase>, name: &str) -> Option<Str
     .map(std::borrow::Cow::into_owned)
 }
 
+fn socket_address(addr: std::net::SocketAddr) -> types::SocketAddress {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            types::IpAddress::V4((a, b, c, d))
+        }
+        std::net::IpAddr::V6(v6) => {
+            let [a, b, c, d, e, f, g, h] = v6.segments();
+            types::IpAddress::V6((a, b, c, d, e, f, g, h))
+        }
+    };
+    types::SocketAddress {
+        ip,
+        port: addr.port(),
+    }
+}
+
+fn sink_spec(d: log_sink::Destination) -> crate::log_sink::DestinationSpec {
+    use crate::log_sink::{Concat, DestinationSpec};
+    match d {
+        log_sink::Destination::Http(h) => DestinationSpec::Http {
+            uri: h.uri,
+            auth_header: h.auth_header,
+            timeout: millis(u64::from(h.timeout_ms)),
+            concat: match h.concat {
+                log_sink::ConcatMethod::Json => Concat::JsonArray,
+                log_sink::ConcatMethod::NewLine => Concat::NewLine,
+            },
+        },
+        log_sink::Destination::File(path) => DestinationSpec::File(path),
+    }
+}
+
+fn sink_policy(p: log_sink::BatchPolicy) -> crate::log_sink::Policy {
+    crate::log_sink::Policy {
+        max_size: p.max_size,
+        inactive_timeout: millis(u64::from(p.inactive_timeout_ms)),
+        buffer_duration: millis(u64::from(p.buffer_duration_ms)),
+        max_retry_count: p.max_retry_count,
+        retry_delay: millis(u64::from(p.retry_delay_ms)),
+    }
+}
+
+fn sink_error(e: crate::log_sink::SinkError) -> log_sink::SinkError {
+    match e {
+        crate::log_sink::SinkError::Invalid(m) => log_sink::SinkError::Invalid(m),
+        crate::log_sink::SinkError::QueueFull => log_sink::SinkError::QueueFull,
+    }
+}
+
 fn response_to_wit(c: services::CachedResponse) -> types::Response {
     types::Response {
         status: c.status,
@@ -379,21 +433,7 @@ impl request::Host for StoreData {
         header_remove(&mut self.req.headers, &name)
     }
     fn client_address(&mut self) -> types::SocketAddress {
-        let addr = self.req.client_addr;
-        let ip = match addr.ip() {
-            std::net::IpAddr::V4(v4) => {
-                let [a, b, c, d] = v4.octets();
-                types::IpAddress::V4((a, b, c, d))
-            }
-            std::net::IpAddr::V6(v6) => {
-                let [a, b, c, d, e, f, g, h] = v6.segments();
-                types::IpAddress::V6((a, b, c, d, e, f, g, h))
-            }
-        };
-        types::SocketAddress {
-            ip,
-            port: addr.port(),
-        }
+        socket_address(self.req.client_addr)
     }
     fn route_id(&mut self) -> String {
         self.req.route_id.clone()
@@ -476,6 +516,22 @@ impl response::Host for StoreData {
     fn end_of_stream(&mut self) -> bool {
         self.phase == Some(Phase::BodyFilter)
             && self.req.response.as_ref().is_some_and(|r| r.end_of_stream)
+    }
+    fn completed(&mut self) -> Option<response::Completion> {
+        if self.phase != Some(Phase::Log) {
+            return None;
+        }
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.req.completion.as_ref().map(|c| response::Completion {
+            started_unix_ms: c.started_unix_ms,
+            latency_us: micros(c.latency),
+            upstream_latency_us: c.upstream_latency.map(micros),
+            upstream_address: c.upstream.map(socket_address),
+            request_body_bytes: c.request_body_bytes,
+            response_body_bytes: c.response_body_bytes,
+            complete: c.complete,
+            service_id: c.service_id.clone(),
+        })
     }
 }
 
@@ -793,6 +849,54 @@ impl logging::Host for StoreData {
             logging::Level::Warn => tracing::warn!(plugin, route, "{message}"),
             logging::Level::Error => tracing::error!(plugin, route, "{message}"),
         }
+    }
+}
+
+impl log_sink::Host for StoreData {
+    fn check(
+        &mut self,
+        destination: log_sink::Destination,
+        policy: log_sink::BatchPolicy,
+    ) -> Result<(), log_sink::SinkError> {
+        self.services
+            .log_sinks
+            .check(&sink_spec(destination), &sink_policy(policy))
+            .map(drop)
+            .map_err(sink_error)
+    }
+}
+
+impl log_sink::HostSink for StoreData {
+    fn open(
+        &mut self,
+        destination: log_sink::Destination,
+        policy: log_sink::BatchPolicy,
+    ) -> Result<Resource<crate::log_sink::SinkHandle>, log_sink::SinkError> {
+        let sink = self
+            .services
+            .log_sinks
+            .open(&self.plugin, &sink_spec(destination), &sink_policy(policy))
+            .map_err(sink_error)?;
+        self.table
+            .push(crate::log_sink::SinkHandle(sink))
+            .map_err(|e| log_sink::SinkError::Invalid(format!("no room for another sink: {e}")))
+    }
+
+    fn push(
+        &mut self,
+        sink: Resource<crate::log_sink::SinkHandle>,
+        entry: String,
+    ) -> Result<(), log_sink::SinkError> {
+        match self.table.get(&sink) {
+            Ok(handle) => handle.0.push(entry).map_err(sink_error),
+            // The guest can only name handles it holds; a stale one is its bug, not the request's.
+            Err(e) => Err(log_sink::SinkError::Invalid(format!("unknown sink: {e}"))),
+        }
+    }
+
+    fn drop(&mut self, sink: Resource<crate::log_sink::SinkHandle>) -> wasmtime::Result<()> {
+        self.table.delete(sink)?;
+        Ok(())
     }
 }
 

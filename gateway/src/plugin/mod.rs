@@ -127,4 +127,4 @@ pub use fault::{CallSite, ConfigError, FaultKind, PluginFault, UploadError};
 pub use metrics::{CallBuckets, MetricsSnapshot, PluginMetrics, CALL_BUCKETS};
 pub use registry::{ConfiguredPlugin, LoadedPlugin, PluginInfo, PluginRegistry};
 pub use services::HostServices;
-pub use state::{Decision, Phase, PluginResponse, RequestState, ResponseState};
+pub use state::{Completion, Decision, Phase, PluginResponse, RequestState, ResponseState};

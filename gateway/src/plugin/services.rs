@@ -160,11 +160,14 @@ pub struct HostServices {
     pub outbound: Arc<dyn OutboundHttp>,
     /// Metrics sink.
     pub metrics: Arc<dyn MetricsSink>,
+    /// Log sinks (batched delivery for logger plugins).
+    pub log_sinks: Arc<crate::log_sink::LogSinks>,
 }
 
 impl HostServices {
     /// In-process implementations: local counters, a 64 MiB kv, a 256 MiB cache, an empty consumer table,
-    /// no outbound upstreams, in-memory metrics; shared stores on whatever Redis a plugin's config names.
+    /// no outbound upstreams, in-memory metrics; shared stores on whatever Redis a plugin's config names;
+    /// log sinks without a log directory (file destinations refused).
     pub fn local() -> Self {
         Self {
             counters: Arc::new(LocalCounters::default()),
@@ -174,6 +177,7 @@ impl HostServices {
             consumers: Arc::new(MemoryConsumers::default()),
             outbound: Arc::new(HyperOutbound::new(HashMap::new())),
             metrics: Arc::new(MemoryMetrics::default()),
+            log_sinks: Arc::new(crate::log_sink::LogSinks::new(None)),
         }
     }
 }

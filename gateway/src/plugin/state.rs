@@ -133,6 +133,29 @@ pub struct RequestState {
     pub fill_locks: Vec<(String, Arc<FillLock>)>,
     /// A `cache.store-response` request: the gateway tees the response body into the cache.
     pub cache_store: Option<PendingStore>,
+    /// The finished exchange's figures, set before the `log` phase (`response.completed`).
+    pub completion: Option<Completion>,
+}
+
+/// What the gateway measured once the exchange was over (the WIT `response.completion`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    /// When the request head arrived, milliseconds since the Unix epoch.
+    pub started_unix_ms: u64,
+    /// From the request head to the end of the response body.
+    pub latency: Duration,
+    /// Until the upstream's response head arrived.
+    pub upstream_latency: Option<Duration>,
+    /// The node the request went to last.
+    pub upstream: Option<SocketAddr>,
+    /// Declared request body length.
+    pub request_body_bytes: u64,
+    /// Response body bytes sent.
+    pub response_body_bytes: u64,
+    /// Whether the whole body reached the client.
+    pub complete: bool,
+    /// The route's service.
+    pub service_id: Option<String>,
 }
 
 /// The longest total delay one request may ask for.
@@ -183,6 +206,7 @@ impl Default for RequestState {
             delay: Duration::ZERO,
             fill_locks: Vec::new(),
             cache_store: None,
+            completion: None,
         }
     }
 }

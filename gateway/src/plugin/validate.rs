@@ -5,7 +5,7 @@ use wasmtime::component::Component;
 use wasmtime::Engine;
 
 /// Interfaces a plugin may import: exactly the world's imports.
-pub const ALLOWED_IMPORTS: [&str; 13] = [
+pub const ALLOWED_IMPORTS: [&str; 14] = [
     "sluice:plugin/request@0.1.0",
     "sluice:plugin/response@0.1.0",
     "sluice:plugin/context@0.1.0",
@@ -16,6 +16,7 @@ pub const ALLOWED_IMPORTS: [&str; 13] = [
     "sluice:plugin/cache@0.1.0",
     "sluice:plugin/http-outbound@0.1.0",
     "sluice:plugin/logging@0.1.0",
+    "sluice:plugin/log-sink@0.1.0",
     "sluice:plugin/metrics@0.1.0",
     "sluice:plugin/random@0.1.0",
     "sluice:plugin/clock@0.1.0",

@@ -1,46 +1,73 @@
-//! One access-log line and one metrics record per request, written when the response body is finished
-//! (or abandoned), so both carry the real byte count and total latency, and the request path records in
-//! one place only.
+//! The end of a request, in one place: when the response body is finished (or abandoned), the request is
+//! counted in the metrics, the `log` plugin phase runs with the exchange's figures
+//! ([`crate::plugin::Completion`]), and the access-log line is queued. Everything waits for that moment
+//! so that byte counts and total latency are real.
 
+use super::body::ResponseBody;
+use crate::access_log::{AccessLog, Record};
 use crate::metrics::{Completed, HttpMetrics};
-use http::{Method, StatusCode};
+use crate::plugin::Completion;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
 /// What is known about a request by the time its response starts.
 pub struct AccessRecord {
     pub started: Instant,
+    pub started_at: SystemTime,
     pub client: SocketAddr,
+    pub scheme: &'static str,
     pub method: Method,
-    pub path: String,
+    /// As the client sent it (before normalisation and plugin rewrites).
+    pub uri: Uri,
+    pub host: Option<HeaderValue>,
+    pub version: Version,
+    /// The client's headers, kept only when the access log shows headers.
+    pub request_headers: HeaderMap,
     pub route_id: Option<String>,
     pub service_id: Option<String>,
     /// The consumer a plugin named (the metrics keep it only if it is configured).
     pub consumer: Option<String>,
     pub upstream: Option<SocketAddr>,
+    /// The upstream's own answer (before `header_filter`); `None` when it gave none.
+    pub upstream_status: Option<StatusCode>,
     /// Until the upstream's response head arrived.
     pub upstream_latency: Option<Duration>,
+    /// Opening a new upstream connection; `None` when a pooled one was reused.
+    pub upstream_connect: Option<Duration>,
     /// The request body's declared length (a chunked body counts 0).
     pub request_bytes: u64,
     pub status: StatusCode,
-    pub metrics: Arc<HttpMetrics>,
+    /// The headers sent to the client, kept only when the access log shows headers.
+    pub response_headers: HeaderMap,
+    pub metrics: Option<Arc<HttpMetrics>>,
+    pub access_log: Option<Arc<AccessLog>>,
+    /// The request's span, when spans are exported; ended here.
+    pub span: Option<crate::otel::SpanScope>,
 }
 
-/// Wraps a response body and logs the request when the body is dropped.
-pub struct Logged<B> {
-    inner: B,
+impl AccessRecord {
+    /// Whether the access log wants the request and response headers.
+    pub fn keeps_headers(&self) -> bool {
+        self.access_log.as_ref().is_some_and(|l| l.wants_headers())
+    }
+}
+
+/// Wraps a response body and finishes the request when the body is dropped.
+pub struct Logged {
+    inner: ResponseBody,
     record: AccessRecord,
     bytes: u64,
     complete: bool,
 }
 
-impl<B: Body> Logged<B> {
-    pub fn new(inner: B, record: AccessRecord) -> Self {
+impl Logged {
+    pub fn new(inner: ResponseBody, record: AccessRecord) -> Self {
         let complete = inner.is_end_stream();
         Logged {
             inner,
@@ -51,13 +78,9 @@ impl<B: Body> Logged<B> {
     }
 }
 
-impl<B> Body for Logged<B>
-where
-    B: Body + Unpin,
-    B::Data: bytes::Buf,
-{
-    type Data = B::Data;
-    type Error = B::Error;
+impl Body for Logged {
+    type Data = bytes::Bytes;
+    type Error = super::body::BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
@@ -91,32 +114,76 @@ where
     }
 }
 
-impl<B> Drop for Logged<B> {
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+impl Drop for Logged {
     fn drop(&mut self) {
-        let r = &self.record;
-        let elapsed = r.started.elapsed();
-        r.metrics.record(&Completed {
-            route: r.route_id.as_deref(),
-            service: r.service_id.as_deref(),
-            consumer: r.consumer.as_deref(),
-            status: r.status,
-            duration: elapsed,
-            upstream: r.upstream_latency,
+        let r = &mut self.record;
+        let latency = r.started.elapsed();
+        if let Some(metrics) = &r.metrics {
+            metrics.record(&Completed {
+                route: r.route_id.as_deref(),
+                service: r.service_id.as_deref(),
+                consumer: r.consumer.as_deref(),
+                status: r.status,
+                duration: latency,
+                upstream: r.upstream_latency,
+                request_bytes: r.request_bytes,
+                response_bytes: self.bytes,
+                node: r.upstream,
+                upstream_status: r.upstream_status,
+                connect: r.upstream_connect,
+            });
+        }
+        if let ResponseBody::Phased(phased) = &mut self.inner {
+            phased.finish(Completion {
+                started_unix_ms: unix_ms(r.started_at),
+                latency,
+                upstream_latency: r.upstream_latency,
+                upstream: r.upstream,
+                request_body_bytes: r.request_bytes,
+                response_body_bytes: self.bytes,
+                complete: self.complete,
+                service_id: r.service_id.clone(),
+            });
+        }
+        if let Some(span) = r.span.take() {
+            let status = r.status.as_u16();
+            span.set("http.response.status_code", i64::from(status));
+            span.set("sluice.complete", self.complete);
+            if status >= 500 {
+                span.fail(format!("answered {status}"));
+            }
+            span.end();
+        }
+        let Some(log) = r.access_log.take() else {
+            return;
+        };
+        log.log(Record {
+            started_unix_ms: unix_ms(r.started_at),
+            latency,
+            upstream_latency: r.upstream_latency,
+            upstream: r.upstream,
+            client: r.client,
+            method: std::mem::take(&mut r.method),
+            scheme: r.scheme,
+            host: r.host.take(),
+            path: r.uri.path().to_string(),
+            query: r.uri.query().map(str::to_string),
+            version: r.version,
+            request_headers: std::mem::take(&mut r.request_headers),
             request_bytes: r.request_bytes,
+            status: r.status,
+            response_headers: std::mem::take(&mut r.response_headers),
             response_bytes: self.bytes,
+            route_id: r.route_id.take(),
+            service_id: r.service_id.take(),
+            consumer: r.consumer.take(),
+            complete: self.complete,
         });
-        let latency_ms = elapsed.as_secs_f64() * 1000.0;
-        tracing::info!(
-            target: "sluice::access",
-            client = %r.client.ip(),
-            method = %r.method,
-            path = %r.path,
-            route = %r.route_id.as_deref().unwrap_or("-"),
-            upstream = %r.upstream.map_or_else(|| "-".to_string(), |a| a.to_string()),
-            status = r.status.as_u16(),
-            bytes = self.bytes,
-            latency_ms = format_args!("{latency_ms:.3}"),
-            complete = self.complete,
-        );
     }
 }

@@ -34,6 +34,8 @@ use tokio::time::Instant;
 pub struct Exchanged {
     pub response: Response<Incoming>,
     pub node: SocketAddr,
+    /// How long opening the connection took; `None` when a pooled one was reused.
+    pub connect: Option<Duration>,
 }
 
 /// Where the request was sent, whether or not it worked, for the access log.
@@ -136,6 +138,7 @@ impl Forward<'_> {
             let mut fresh_only = false;
             loop {
                 let flight = InFlight::start(&up.balancer, idx);
+                let connecting = Instant::now();
                 let conn = match connect(&up.pool, addr, idx, self.timeouts.connect, fresh_only)
                     .await
                 {
@@ -149,10 +152,12 @@ impl Forward<'_> {
                     }
                 };
                 let reused = conn.reused;
+                let connect_took = (!reused).then(|| connecting.elapsed());
                 match send(&up.pool, conn, request, read_timer.as_mut()).await {
-                    Attempt::Done(ex) => {
+                    Attempt::Done(mut ex) => {
                         flight.finish(true);
                         observe(up, idx, Observation::Status(ex.response.status().as_u16()));
+                        ex.connect = connect_took;
                         return Ok(ex);
                     }
                     Attempt::Fatal(error) if error.is_client_fault() => {
@@ -292,7 +297,11 @@ async fn send(
     match outcome {
         Ok(response) => {
             pool.release(conn);
-            Attempt::Done(Exchanged { response, node })
+            Attempt::Done(Exchanged {
+                response,
+                node,
+                connect: None,
+            })
         }
         Err(mut e) => {
             let err = e.error();

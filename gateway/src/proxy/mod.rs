@@ -42,7 +42,12 @@ use tokio::time::Instant;
 pub struct ProxyState {
     pub live: Arc<Live>,
     pub dns: Dns,
-    pub metrics: Arc<crate::metrics::HttpMetrics>,
+    /// `None` when `--metrics-listen off`.
+    pub metrics: Option<Arc<crate::metrics::HttpMetrics>>,
+    /// `None` when `--access-log off`.
+    pub access_log: Option<Arc<crate::access_log::AccessLog>>,
+    /// `None` unless `--otlp-endpoint` is set: then every request gets spans.
+    pub tracer: Option<Arc<crate::otel::Tracer>>,
     pub limits: ClientLimits,
 }
 
@@ -54,7 +59,7 @@ pub struct Conn {
     pub scheme: &'static str,
 }
 
-pub type ProxyResponse = Response<Logged<ResponseBody>>;
+pub type ProxyResponse = Response<Logged>;
 
 /// The Host the client asked for: the `Host` header, or the `:authority` of an HTTP/2 request.
 fn client_host(req: &Request<Incoming>) -> Option<HeaderValue> {
@@ -166,18 +171,31 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
     let (mut parts, body) = req.into_parts();
     let mut record = AccessRecord {
         started,
+        started_at: std::time::SystemTime::now(),
         client: conn.client,
+        scheme: conn.scheme,
         method: parts.method.clone(),
-        path: parts.uri.path().to_string(),
+        uri: parts.uri.clone(),
+        host: host.clone(),
+        version: parts.version,
+        request_headers: http::HeaderMap::new(),
         route_id: None,
         service_id: None,
         consumer: None,
         upstream: None,
+        upstream_status: None,
         upstream_latency: None,
+        upstream_connect: None,
         request_bytes: hyper::body::Body::size_hint(&body).exact().unwrap_or(0),
         status: http::StatusCode::OK,
-        metrics: Arc::clone(&state.metrics),
+        response_headers: http::HeaderMap::new(),
+        metrics: state.metrics.clone(),
+        access_log: state.access_log.clone(),
+        span: state.tracer.as_ref().map(|t| request_span(t, conn, &parts)),
     };
+    if record.keeps_headers() {
+        record.request_headers = parts.headers.clone();
+    }
     if let Some(refused) = refused_head(&parts, &state.limits) {
         return local(refused, record);
     }
@@ -210,6 +228,10 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
         .as_ref()
         .filter(|_| parts.method != http::Method::HEAD)
         .and_then(|c| c.choose(Accepted::parse(&parts.headers), parts.version));
+    if let Some(span) = &record.span {
+        span.rename(format!("{} {}", parts.method, route.id));
+        span.set("sluice.route_id", route.id.clone());
+    }
 
     // request phases: rewrite, access
     let mut plugin_state = None;
@@ -219,6 +241,7 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
         let chains = phases::Chains {
             global: Arc::clone(&snapshot.global_chain),
             route: Arc::clone(&route.chain),
+            trace: record.span.clone(),
         };
         let mut st = phases::request_state(
             &mut parts,
@@ -292,7 +315,11 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
         conn.scheme,
         host.as_ref(),
     );
-    trace_context::propagate(&mut parts.headers);
+    let upstream_span = record.span.as_ref().map(crate::otel::SpanScope::upstream);
+    trace_context::propagate(
+        &mut parts.headers,
+        upstream_span.as_ref().map(crate::otel::SpanScope::ids),
+    );
     // Upstreams get origin-form HTTP/1.1 whatever the client spoke.
     parts.version = http::Version::HTTP_11;
     if parts.uri.authority().is_some() {
@@ -311,12 +338,17 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
     }
     .run(parts, body)
     .await;
+    if let Some(span) = upstream_span {
+        end_upstream_span(&span, &outcome);
+    }
 
     // response phases
     let resp = match outcome {
         Ok(ex) => {
             record.upstream = Some(ex.node);
+            record.upstream_status = Some(ex.response.status());
             record.upstream_latency = Some(asked.elapsed());
+            record.upstream_connect = ex.connect;
             let (mut head, body) = ex.response.into_parts();
             let switching = head.status == http::StatusCode::SWITCHING_PROTOCOLS;
             let upstream_side = head.extensions.remove::<hyper::upgrade::OnUpgrade>();
@@ -345,6 +377,46 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
         }
     };
     respond(resp, record, plugin_state, encode)
+}
+
+/// The request's `SERVER` span, under the client's trace when it sent a valid `traceparent`.
+fn request_span(
+    tracer: &crate::otel::Tracer,
+    conn: Conn,
+    parts: &http::request::Parts,
+) -> crate::otel::SpanScope {
+    let span = tracer.request(
+        trace_context::client_parent(&parts.headers),
+        parts.method.to_string(),
+    );
+    span.set("http.request.method", parts.method.to_string());
+    span.set("url.path", parts.uri.path().to_string());
+    span.set("url.scheme", conn.scheme);
+    span.set("client.address", conn.client.ip().to_string());
+    span
+}
+
+fn end_upstream_span(
+    span: &crate::otel::SpanScope,
+    outcome: &Result<forward::Exchanged, forward::Failed>,
+) {
+    match outcome {
+        Ok(ex) => {
+            span.set("server.address", ex.node.to_string());
+            let status = ex.response.status().as_u16();
+            span.set("http.response.status_code", i64::from(status));
+            if status >= 500 {
+                span.fail(format!("upstream answered {status}"));
+            }
+        }
+        Err(failed) => {
+            if let Some(node) = failed.node {
+                span.set("server.address", node.to_string());
+            }
+            span.fail(failed.error.message());
+        }
+    }
+    span.end();
 }
 
 /// Finishes a response: `header_filter`, compression (after every plugin has seen the plain body), then
@@ -404,6 +476,9 @@ fn respond(
         None => resp,
     };
     record.status = resp.status();
+    if record.keeps_headers() {
+        record.response_headers = resp.headers().clone();
+    }
     let (head, body) = resp.into_parts();
     Response::from_parts(head, Logged::new(body, record))
 }

@@ -7,6 +7,7 @@
 use super::body::ResponseBody;
 use super::Conn;
 use crate::chain::PluginChain;
+use crate::otel::SpanScope;
 use crate::plugin::{Phase, PluginResponse, RequestState, ResponseState};
 use http::header::{HeaderName, HeaderValue};
 use http::request::Parts;
@@ -18,6 +19,9 @@ use std::sync::Arc;
 pub struct Chains {
     pub global: Arc<PluginChain>,
     pub route: Arc<PluginChain>,
+    /// The request's span when spans are exported: each phase gets a child span (but `body_filter`,
+    /// which runs per chunk).
+    pub trace: Option<SpanScope>,
 }
 
 /// A plugin faulted and the request must get a 500.
@@ -34,8 +38,28 @@ impl Chains {
         phase: Phase,
         state: &mut RequestState,
     ) -> Result<Option<PluginResponse>, Faulted> {
+        let span = match &self.trace {
+            Some(t) if phase != Phase::BodyFilter && self.implements(phase) => Some(t.phase(phase)),
+            _ => None,
+        };
+        let ran = self.run_chains(phase, state, span.as_ref());
+        if let Some(span) = span {
+            if ran.is_err() {
+                span.fail("plugin fault");
+            }
+            span.end();
+        }
+        ran
+    }
+
+    fn run_chains(
+        &self,
+        phase: Phase,
+        state: &mut RequestState,
+        span: Option<&SpanScope>,
+    ) -> Result<Option<PluginResponse>, Faulted> {
         for chain in [&self.global, &self.route] {
-            if let Some(r) = chain.run(phase, state).map_err(|_| Faulted)? {
+            if let Some(r) = chain.run(phase, state, span).map_err(|_| Faulted)? {
                 return Ok(Some(r));
             }
         }
@@ -140,8 +164,8 @@ pub fn filter_response(
     Ok(Response::from_parts(head, body))
 }
 
-/// A response body that runs `body_filter` on each data chunk and the `log` phase when it is dropped
-/// (after the last byte went out, or when the client went away).
+/// A response body that runs `body_filter` on each data chunk and the `log` phase when the response is over
+/// ([`PhasedBody::finish`], after the last byte went out or the client went away).
 ///
 /// Holds the request's plugin state for the rest of the exchange, so `log` sees what every earlier phase
 /// left in the context. With `body_filter` active the length may change, so the caller drops
@@ -153,6 +177,8 @@ pub struct PhasedBody {
     filter: bool,
     /// `body_filter` has seen the end of the stream (so it runs exactly once with `end_of_stream`).
     filtered_end: bool,
+    /// `log` has run.
+    logged: bool,
 }
 
 impl PhasedBody {
@@ -164,7 +190,21 @@ impl PhasedBody {
             state,
             filter,
             filtered_end: false,
+            logged: false,
         }
+    }
+
+    /// Runs `log` with the finished exchange's figures (called once the response is over).
+    pub fn finish(&mut self, completion: crate::plugin::Completion) {
+        self.state.completion = Some(completion);
+        self.run_log();
+    }
+
+    fn run_log(&mut self) {
+        if !self.logged && self.chains.implements(Phase::Log) {
+            let _ = self.chains.run(Phase::Log, &mut self.state);
+        }
+        self.logged = true;
     }
 
     /// Passes one chunk through `body_filter`; the plugins may replace it.
@@ -243,9 +283,8 @@ impl http_body::Body for PhasedBody {
 }
 
 impl Drop for PhasedBody {
+    /// `log` runs from [`PhasedBody::finish`]; this only covers a body dropped without it.
     fn drop(&mut self) {
-        if self.chains.implements(Phase::Log) {
-            let _ = self.chains.run(Phase::Log, &mut self.state);
-        }
+        self.run_log();
     }
 }

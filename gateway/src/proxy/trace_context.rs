@@ -4,17 +4,20 @@
 //! trace, so the upstream always gets a `traceparent` whose parent is the gateway's own span id: a child
 //! of the client's trace when the client sent a valid one (trace id and flags kept), otherwise a new trace.
 //! `tracestate` is vendor data for the same trace, so it passes through only with a valid `traceparent`.
-//! No spans are exported yet (no OTLP exporter in this build).
+//! With OTLP export on ([`crate::otel`]) the gateway's span id is the one of its exported upstream span;
+//! otherwise it is random and no span is recorded anywhere.
 
+use crate::otel::{Ids, RemoteParent};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
-/// The parts of a valid `traceparent` a child keeps.
+/// A valid `traceparent`'s fields.
 #[derive(Debug, PartialEq, Eq)]
 struct Parent {
     trace_id: [u8; 16],
+    span_id: [u8; 8],
     flags: u8,
 }
 
@@ -52,7 +55,11 @@ fn parse(value: &str) -> Option<Parent> {
     if trace_id == [0; 16] || parent_id == [0; 8] {
         return None;
     }
-    Some(Parent { trace_id, flags })
+    Some(Parent {
+        trace_id,
+        span_id: parent_id,
+        flags,
+    })
 }
 
 /// Random bytes that are not all zero (an all-zero id is invalid).
@@ -74,23 +81,44 @@ fn format(trace_id: &[u8; 16], span_id: &[u8; 8], flags: u8) -> Option<HeaderVal
     HeaderValue::from_str(&v).ok()
 }
 
-/// Rewrites the request's trace headers for the upstream hop.
-pub fn propagate(headers: &mut HeaderMap) {
+/// The client's valid `traceparent`, if it sent exactly one.
+fn sent_parent(headers: &HeaderMap) -> Option<Parent> {
     let mut sent = headers.get_all(&TRACEPARENT).iter();
     // Two `traceparent` headers are as invalid as a malformed one.
-    let parent = match (sent.next(), sent.next()) {
+    match (sent.next(), sent.next()) {
         (Some(v), None) => v.to_str().ok().and_then(parse),
         _ => None,
-    };
-    let next = match parent {
-        Some(p) => random_id::<8>().and_then(|span| format(&p.trace_id, &span, p.flags)),
-        None => {
-            headers.remove(&TRACESTATE);
-            random_id::<16>()
-                .zip(random_id::<8>())
-                // Sampled: with no decision from upstream of us, let the services behind decide to record.
-                .and_then(|(trace, span)| format(&trace, &span, 0x01))
-        }
+    }
+}
+
+/// The client's trace context, as the parent of the gateway's request span.
+pub fn client_parent(headers: &HeaderMap) -> Option<RemoteParent> {
+    let p = sent_parent(headers)?;
+    Some(RemoteParent {
+        trace_id: p.trace_id,
+        span_id: p.span_id,
+        flags: p.flags,
+        tracestate: headers
+            .get(&TRACESTATE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+    })
+}
+
+/// Rewrites the request's trace headers for the upstream hop. `own`: the gateway's upstream span, when
+/// spans are exported; its ids become the `traceparent`.
+pub fn propagate(headers: &mut HeaderMap, own: Option<Ids>) {
+    let parent = sent_parent(headers);
+    if parent.is_none() {
+        headers.remove(&TRACESTATE);
+    }
+    let next = match (own, parent) {
+        (Some(ids), _) => format(&ids.trace_id, &ids.span_id, ids.flags),
+        (None, Some(p)) => random_id::<8>().and_then(|span| format(&p.trace_id, &span, p.flags)),
+        (None, None) => random_id::<16>()
+            .zip(random_id::<8>())
+            // Sampled: with no decision from upstream of us, let the services behind decide to record.
+            .and_then(|(trace, span)| format(&trace, &span, 0x01)),
     };
     match next {
         Some(v) => {
@@ -118,7 +146,7 @@ mod tests {
                 HeaderValue::from_str(v).unwrap(),
             );
         }
-        propagate(&mut h);
+        propagate(&mut h, None);
         h
     }
 

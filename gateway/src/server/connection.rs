@@ -36,7 +36,7 @@ pub struct ConnServer {
     builder: auto::Builder<TokioExecutor>,
     limits: ClientLimits,
     state: Arc<ProxyState>,
-    metrics: Arc<HttpMetrics>,
+    metrics: Option<Arc<HttpMetrics>>,
     tracker: TaskTracker,
     stop: watch::Receiver<bool>,
 }
@@ -59,7 +59,7 @@ impl ConnServer {
     pub fn new(
         limits: ClientLimits,
         state: Arc<ProxyState>,
-        metrics: Arc<HttpMetrics>,
+        metrics: Option<Arc<HttpMetrics>>,
         stop: watch::Receiver<bool>,
     ) -> Self {
         let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -102,7 +102,7 @@ impl ConnServer {
         let this = Arc::clone(self);
         self.tracker.spawn(async move {
             let _slot = slot;
-            let _open = this.metrics.connection();
+            let _open = this.metrics.as_ref().map(|m| m.connection());
             this.serve(stream, conn).await;
         });
     }
@@ -119,7 +119,7 @@ impl ConnServer {
         let this = Arc::clone(self);
         self.tracker.spawn(async move {
             let _slot = slot;
-            let _open = this.metrics.connection();
+            let _open = this.metrics.as_ref().map(|m| m.connection());
             let stream = match acceptor
                 .accept(stream, this.limits.header_read_timeout)
                 .await

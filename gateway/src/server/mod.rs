@@ -5,10 +5,12 @@
 //! then flush the store so nothing acknowledged is lost. With an etcd store, a [`Watcher`] task keeps the
 //! live snapshot in step with etcd from the first snapshot on.
 
+use crate::access_log::{AccessLog, DroppedCollector};
 use crate::admin::{self, AdminKey, AdminState};
 use crate::catalog::Catalog;
 use crate::cluster::{self, Mirror, Watcher};
 use crate::consumers::LiveConsumers;
+use crate::log_sink::LogSinks;
 use crate::metrics::{self, HttpMetrics, Metrics, PluginDefinedMetrics};
 use crate::plugin::services::LocalCache;
 use crate::plugin::{ArtifactCache, HostConfig, HostServices, PluginEngine, PluginRegistry};
@@ -108,6 +110,7 @@ async fn load_plugins(
     artifacts: Arc<dyn ArtifactCache>,
     consumers: Arc<LiveConsumers>,
     plugin_metrics: Arc<PluginDefinedMetrics>,
+    log_sinks: Arc<LogSinks>,
 ) -> anyhow::Result<Catalog> {
     // One cached response may use a sixteenth of the cache (and never more than the host tees).
     let max_entry = (settings.cache_bytes / 16).max(64 << 10);
@@ -115,6 +118,7 @@ async fn load_plugins(
         consumers,
         cache: Arc::new(LocalCache::new(settings.cache_bytes, max_entry)),
         metrics: plugin_metrics,
+        log_sinks,
         ..HostServices::local()
     };
     let engine = PluginEngine::new(HostConfig::default(), services)
@@ -211,6 +215,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     } = open_store(&settings).await?;
     let consumers = Arc::new(LiveConsumers::default());
     let plugin_metrics = Arc::new(PluginDefinedMetrics::default());
+    let log_sinks = Arc::new(LogSinks::new(Some(settings.plugin_log_dir.clone())));
     let catalog = Arc::new(
         load_plugins(
             &settings,
@@ -218,6 +223,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             artifacts,
             Arc::clone(&consumers),
             Arc::clone(&plugin_metrics),
+            Arc::clone(&log_sinks),
         )
         .await?,
     );
@@ -249,16 +255,52 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let admin_listener = bind("admin", settings.admin_listen).await?;
     let tls_listener = bind("https", settings.tls_listen).await?;
     let tls_acceptor = Arc::new(TlsAcceptor::new(Arc::clone(&live))?);
-    let metrics_listener = bind("metrics", settings.metrics_listen).await?;
-    let http_metrics = Arc::new(HttpMetrics::new(Arc::clone(&live)));
-    let exporter = Arc::new(Metrics::new(
-        Arc::clone(&http_metrics),
-        Arc::clone(&live),
-        Arc::clone(&catalog),
-        plugin_metrics,
-    ));
-
+    let metrics_listener = match settings.metrics_listen {
+        Some(addr) => Some(bind("metrics", addr).await?),
+        None => {
+            tracing::info!("metrics off: no /metrics, /status or /status/ready, nothing counted");
+            None
+        }
+    };
+    let tracer = match &settings.otlp_endpoint {
+        Some(endpoint) => {
+            let t = crate::otel::Tracer::start(endpoint)?;
+            tracing::info!(%endpoint, "exporting request spans over OTLP/HTTP");
+            Some(Arc::new(t))
+        }
+        None => None,
+    };
+    let access_log = match settings.access_log.clone() {
+        Some(target) => Some(Arc::new(
+            AccessLog::start(target, settings.access_log_format.clone())
+                .context("opening the access log")?,
+        )),
+        None => None,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
+    let mut http_metrics = None;
+    let mut metrics_task = None;
+    if let Some(listener) = metrics_listener {
+        let http = Arc::new(HttpMetrics::new(Arc::clone(&live)));
+        let mut exporter = Metrics::new(
+            Arc::clone(&http),
+            Arc::clone(&live),
+            Arc::clone(&catalog),
+            plugin_metrics,
+        )
+        .with_collector(Box::new(Arc::clone(&log_sinks)));
+        if let Some(log) = &access_log {
+            exporter = exporter.with_collector(Box::new(DroppedCollector(Arc::clone(log))));
+        }
+        let app = metrics::endpoint::router(Arc::new(exporter), Arc::clone(&store));
+        metrics_task = Some(serve_until_stopped(
+            "metrics",
+            listener,
+            app,
+            stop_rx.clone(),
+        ));
+        http_metrics = Some(http);
+    }
     let admin_state = Arc::new(AdminState::new(
         Arc::clone(&store),
         Arc::clone(&live),
@@ -269,22 +311,21 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let watcher = Watcher::new(etcd, Arc::clone(&admin_state), mirror);
         tokio::spawn(watcher.run(stop_rx.clone()))
     });
-    let metrics_app = metrics::endpoint::router(exporter, Arc::clone(&store));
-    let metrics_task =
-        serve_until_stopped("metrics", metrics_listener, metrics_app, stop_rx.clone());
     let admin_app = admin::router(admin_state);
     let admin_task = serve_until_stopped("admin", admin_listener, admin_app, stop_rx.clone());
 
     let state = Arc::new(ProxyState {
         live: Arc::clone(&live),
         dns: Dns::from_system(),
-        metrics: Arc::clone(&http_metrics),
+        metrics: http_metrics.clone(),
+        access_log: access_log.clone(),
+        tracer: tracer.clone(),
         limits: settings.limits,
     });
     let server = Arc::new(ConnServer::new(
         settings.limits,
         state,
-        Arc::clone(&http_metrics),
+        http_metrics.clone(),
         stop_rx,
     ));
     let http = ProxyListener::new("http", proxy_listener, &settings.limits, settings.listen);
@@ -309,11 +350,22 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         tracing::warn!(timeout = ?settings.shutdown_timeout, "shutdown timeout reached; closing remaining connections");
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), admin_task).await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), metrics_task).await;
+    if let Some(task) = metrics_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     if let Some(watcher) = watcher {
         let _ = tokio::time::timeout(Duration::from_secs(5), watcher).await;
     }
     store.flush().await.context("flushing the store")?;
+    if let Some(log) = access_log {
+        // Lines of requests that finished during the drain are still queued.
+        tokio::task::spawn_blocking(move || log.close(Duration::from_secs(2))).await?;
+    }
+    log_sinks.shutdown(Duration::from_secs(5)).await;
+    if let Some(t) = tracer {
+        // So are spans.
+        tokio::task::spawn_blocking(move || t.shutdown(Duration::from_secs(2))).await?;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -19,6 +19,7 @@
 //! - [`limit`]: `limit-count`, `limit-req`, `limit-conn`: keys and rejection fields.
 //! - [`store`]: where they count: `policy` and APISIX's `redis_*` fields, and the operations on either store.
 //! - [`cas`]: the bounded compare-and-swap loop over `kv` (`limit-req`, `api-breaker`).
+//! - [`logger`]: `http-logger`, `file-logger`: `log_format`, refused body switches, the lazily opened sink.
 //! - [`template`], [`header_ops`]: `$var` templates and `headers` rules (`proxy-rewrite`,
 //!   `response-rewrite`; templates also build `var_combination` limit keys).
 //! - `testing` (feature `testing`, native only): helpers for the plugins' unit tests.
@@ -28,6 +29,7 @@ pub mod cas;
 pub mod compiled;
 pub mod header_ops;
 pub mod limit;
+pub mod logger;
 pub mod ngx;
 pub mod reply;
 pub mod schema;

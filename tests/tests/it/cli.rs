@@ -463,7 +463,7 @@ async fn access_log_tells_complete_from_aborted_responses() {
     })
     .await;
     assert!(
-        line.contains("complete=true"),
+        line.contains(r#""complete":true"#),
         "a fully delivered response: {line}"
     );
 
@@ -488,7 +488,7 @@ async fn access_log_tells_complete_from_aborted_responses() {
     })
     .await;
     assert!(
-        line.contains("complete=false"),
+        line.contains(r#""complete":false"#),
         "an aborted response: {line}"
     );
 }

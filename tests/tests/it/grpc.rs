@@ -15,10 +15,10 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use support::*;
-use tonic::body::BoxBody;
-use tonic::codec::ProstCodec;
+use tonic::body::Body as BoxBody;
 use tonic::server::{Grpc, NamedService, ServerStreamingService, UnaryService};
 use tonic::{Code, Request, Response, Status};
+use tonic_prost::ProstCodec;
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct EchoRequest {

@@ -89,6 +89,53 @@ async fn requests_are_counted_by_route_and_status_class() {
         ) > 0.0
     );
     assert!(m.value("sluice_connections_active", &[]).is_some());
+    let node = a.node();
+    let by_node = |code| {
+        m.count(
+            "sluice_upstream_responses_total",
+            &[("route", "ok"), ("node", node.as_str()), ("code", code)],
+        )
+    };
+    assert_eq!((by_node("2xx"), by_node("5xx")), (4.0, 0.0));
+    let err_5xx = [("route", "err"), ("node", node.as_str()), ("code", "5xx")];
+    assert_eq!(m.count("sluice_upstream_responses_total", &err_5xx), 2.0);
+    // Keepalive: at least one new connection was timed, never more than the exchanges.
+    let connects = by_route("sluice_upstream_connect_seconds_count", "ok");
+    assert!((1.0..=4.0).contains(&connects), "{connects}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_node_is_counted_as_failed() {
+    let gw = observed_gateway().await;
+    let down = closed_port();
+    gw.put_ok(
+        "routes",
+        "down",
+        json!({"uri": "/down", "upstream": {"nodes": {down.to_string(): 1}, "type": "roundrobin"}}),
+    )
+    .await;
+    assert_eq!(gw.get("/down").await.status, 502);
+    let failed = [
+        ("route", "down"),
+        ("node", &*down.to_string()),
+        ("code", "failed"),
+    ];
+    expect_count(&gw, "sluice_upstream_responses_total", &failed, 1.0).await;
+    let m = gw.scrape().await;
+    assert_eq!(
+        m.count(
+            "sluice_upstream_connect_seconds_count",
+            &[("route", "down")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        m.count(
+            "sluice_http_requests_total",
+            &[("route", "down"), ("code", "5xx")]
+        ),
+        1.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,6 +236,8 @@ async fn a_plugin_trap_is_counted_once_with_its_plugin_and_phase() {
     );
     let plugin = [("plugin", "faults")];
     assert!(m.value("sluice_plugin_idle_instances", &plugin).is_some());
+    // The trapped instance was discarded: another one serves the next request.
+    assert!(m.count("sluice_plugin_instances_created_total", &plugin) >= 1.0);
     assert!(m.count("sluice_plugin_memory_high_water_bytes", &plugin) > 0.0);
     // The upstream never saw the request.
     assert_eq!(a.request_count(), 0);
@@ -300,4 +349,22 @@ async fn a_new_trace_starts_when_the_client_sent_none_or_an_invalid_one() {
         None,
         "tracestate of an invalid parent is dropped"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_off_serves_traffic_without_a_metrics_listener() {
+    let a = origin("a").start();
+    let builder = gateway().bare();
+    let data = builder.data_dir().to_path_buf();
+    let gw = builder
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0"])
+        .args(["--admin-listen", "127.0.0.1:0", "--metrics-listen", "off"])
+        .start()
+        .await;
+    gw.route_to("1", "/m", &a, json!({})).await;
+    assert_eq!(gw.get("/m").await.status, 200);
+    assert_eq!(gw.listener("metrics"), None);
+    assert!(gw.logs().contains("metrics off"), "{}", gw.logs());
 }
