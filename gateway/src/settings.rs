@@ -94,6 +94,15 @@ pub struct ServeArgs {
     /// Concurrent streams per HTTP/2 client connection [default: 128]
     #[arg(long, env = "SLUICE_H2_MAX_CONCURRENT_STREAMS", value_name = "N")]
     pub h2_max_concurrent_streams: Option<u32>,
+    /// DNS servers (`ip:port`, comma-separated) for DNS names in upstream nodes and `discovery_type:
+    /// dns` (APISIX: `discovery.dns.servers`) [default: the system's, from /etc/resolv.conf]
+    #[arg(
+        long,
+        env = "SLUICE_DNS_RESOLVER",
+        value_name = "ADDR",
+        value_delimiter = ','
+    )]
+    pub dns_resolver: Vec<SocketAddr>,
 }
 
 /// The config file: the same names as the flags.
@@ -120,6 +129,7 @@ struct FileSettings {
     idle_timeout: Option<f64>,
     max_connections: Option<usize>,
     h2_max_concurrent_streams: Option<u32>,
+    dns_resolver: Option<Vec<SocketAddr>>,
 }
 
 /// Fully resolved settings.
@@ -139,6 +149,8 @@ pub struct Settings {
     /// Response cache bound in bytes.
     pub cache_bytes: usize,
     pub limits: ClientLimits,
+    /// DNS servers for service discovery; empty: the system configuration.
+    pub dns_resolvers: Vec<SocketAddr>,
 }
 
 /// A number of seconds that must be finite and positive.
@@ -296,6 +308,11 @@ impl ServeArgs {
             workers: self.workers.or(file.workers).filter(|n| *n > 0),
             cache_bytes: cache_mib << 20,
             limits,
+            dns_resolvers: if self.dns_resolver.is_empty() {
+                file.dns_resolver.unwrap_or_default()
+            } else {
+                self.dns_resolver
+            },
         })
     }
 }
@@ -310,7 +327,7 @@ mod tests {
         let path = dir.path().join("sluice.toml");
         std::fs::write(
             &path,
-            "listen = \"127.0.0.1:1111\"\nadmin_listen = \"127.0.0.1:2222\"\ncache_size = 64\n",
+            "listen = \"127.0.0.1:1111\"\nadmin_listen = \"127.0.0.1:2222\"\ncache_size = 64\ndns_resolver = [\"127.0.0.1:5353\"]\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -324,6 +341,7 @@ mod tests {
         assert_eq!(s.metrics_listen, addr("127.0.0.1:9091"));
         assert_eq!(s.admin_key, None);
         assert_eq!(s.cache_bytes, 64 << 20);
+        assert_eq!(s.dns_resolvers, [addr("127.0.0.1:5353")]);
         let zero = ServeArgs {
             cache_size: Some(0),
             ..Default::default()
