@@ -111,6 +111,15 @@ pub struct ServeArgs {
     /// collector URL, e.g. http://127.0.0.1:4318/v1/traces; no spans are made when unset [default: off]
     #[arg(long, env = "SLUICE_OTLP_ENDPOINT", value_name = "URL")]
     pub otlp_endpoint: Option<String>,
+    /// DNS servers (`ip:port`, comma-separated) for DNS names in upstream nodes and `discovery_type:
+    /// dns` (APISIX: `discovery.dns.servers`) [default: the system's, from /etc/resolv.conf]
+    #[arg(
+        long,
+        env = "SLUICE_DNS_RESOLVER",
+        value_name = "ADDR",
+        value_delimiter = ','
+    )]
+    pub dns_resolver: Vec<SocketAddr>,
 }
 
 /// The config file: the same names as the flags.
@@ -141,6 +150,7 @@ struct FileSettings {
     access_log_format: Option<String>,
     plugin_log_dir: Option<PathBuf>,
     otlp_endpoint: Option<String>,
+    dns_resolver: Option<Vec<SocketAddr>>,
 }
 
 /// Fully resolved settings.
@@ -167,6 +177,8 @@ pub struct Settings {
     /// OTLP/HTTP traces endpoint; `None`: no spans.
     pub otlp_endpoint: Option<String>,
     pub limits: ClientLimits,
+    /// DNS servers for service discovery; empty: the system configuration.
+    pub dns_resolvers: Vec<SocketAddr>,
 }
 
 /// A number of seconds that must be finite and positive.
@@ -357,6 +369,11 @@ impl ServeArgs {
             access_log,
             access_log_format,
             otlp_endpoint,
+            dns_resolvers: if self.dns_resolver.is_empty() {
+                file.dns_resolver.unwrap_or_default()
+            } else {
+                self.dns_resolver
+            },
         })
     }
 }
@@ -371,7 +388,7 @@ mod tests {
         let path = dir.path().join("sluice.toml");
         std::fs::write(
             &path,
-            "listen = \"127.0.0.1:1111\"\nadmin_listen = \"127.0.0.1:2222\"\ncache_size = 64\n",
+            "listen = \"127.0.0.1:1111\"\nadmin_listen = \"127.0.0.1:2222\"\ncache_size = 64\ndns_resolver = [\"127.0.0.1:5353\"]\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -385,6 +402,7 @@ mod tests {
         assert_eq!(s.metrics_listen, Some(addr("127.0.0.1:9091")));
         assert_eq!(s.admin_key, None);
         assert_eq!(s.cache_bytes, 64 << 20);
+        assert_eq!(s.dns_resolvers, [addr("127.0.0.1:5353")]);
         let zero = ServeArgs {
             cache_size: Some(0),
             ..Default::default()

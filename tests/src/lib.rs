@@ -24,6 +24,8 @@
 //!    and [`OriginBuilder::tls`] for an HTTPS upstream.
 //! 6. For several nodes, start an [`Etcd`] (and a [`Redis`] for shared counters) and give each gateway
 //!    `--config-store` [`Etcd::store_url`]; a [`TcpProxy`] in between can cut one node off etcd.
+//! 7. For service discovery, start a [`dns_server`] (zone `test.`), give the gateway `--dns-resolver`
+//!    [`DnsServer::addr`], and change its records while the test runs.
 //!
 //! The binary is found at `$SLUICE_BIN`, else `<target dir>/debug/sluice`; build it first with
 //! `cargo build -p sluice --bins`.
@@ -33,6 +35,7 @@ mod client;
 mod cluster;
 mod collector;
 mod distribution;
+mod dns;
 mod gateway;
 mod metrics;
 mod origin;
@@ -47,6 +50,7 @@ pub use client::{client, h2c_client, send, try_send, Resp};
 pub use cluster::{free_port, Etcd, Redis, TcpProxy};
 pub use collector::{collector, Collector, Posted};
 pub use distribution::spread;
+pub use dns::{dns_server, DnsRecordType, DnsServer, Srv};
 pub use gateway::{gateway, parse_listening, sluice_bin, Gateway, GatewayBuilder};
 pub use metrics::Scrape;
 pub use origin::{origin, Origin, OriginBuilder, Record};

@@ -17,7 +17,7 @@ pub async fn list(State(state): State<Arc<AdminState>>) -> Json<Value> {
     let snapshot = state.live.load();
     let mut reports: Vec<(String, Value)> = snapshot
         .upstream_runtimes()
-        .filter_map(|(name, rt)| rt.health.as_ref().map(|h| (name.to_string(), h.report())))
+        .filter_map(|(name, rt)| rt.health_report().map(|r| (name.to_string(), r)))
         .collect();
     reports.sort_by(|a, b| a.0.cmp(&b.0));
     Json(Value::Array(reports.into_iter().map(|(_, r)| r).collect()))
@@ -33,8 +33,8 @@ pub async fn one(
         .upstream_runtimes()
         .find(|(n, _)| *n == name)
         .map(|(_, rt)| rt);
-    match runtime.and_then(|rt| rt.health.as_ref()) {
-        Some(h) => Ok(Json(h.report())),
+    match runtime.and_then(|rt| rt.health_report()) {
+        Some(report) => Ok(Json(report)),
         None => Err(AdminError::not_found(format!(
             "no health checks for {name}: unknown, or it has no `checks`"
         ))),

@@ -60,6 +60,13 @@ pub struct Upstream {
     #[serde(rename = "type")]
     pub kind: Option<String>,
     pub nodes: Option<serde_json::Value>,
+    /// APISIX's service discovery: nodes come from this provider (`dns`) instead of `nodes`.
+    pub discovery_type: Option<String>,
+    /// What `discovery_type` looks up: `host[:port]`; for `dns`, an SRV name (`_http._tcp.web.internal`)
+    /// or an A/AAAA name.
+    pub service_name: Option<String>,
+    /// Provider-specific arguments (APISIX: Nacos/Consul namespaces, metadata), passed through.
+    pub discovery_args: Option<serde_json::Value>,
     pub hash_on: Option<String>,
     pub key: Option<String>,
     /// Health checks in APISIX's shape; kept raw so a stored document round-trips unchanged, typed by
@@ -97,10 +104,35 @@ impl Upstream {
         }
     }
 
+    /// The configured nodes; none when they come from `discovery_type`.
     pub fn parsed_nodes(&self) -> Result<Vec<NodeEntry>, ConfigError> {
-        match &self.nodes {
-            Some(v) => parse_nodes(v, self.default_port()),
-            None => Err(ConfigError::new("nodes: required")),
+        match (&self.nodes, &self.discovery_type) {
+            (Some(v), _) => parse_nodes(v, self.default_port()),
+            (None, Some(_)) => Ok(Vec::new()),
+            (None, None) => Err(ConfigError::new(
+                "nodes: required (or discovery_type and service_name)",
+            )),
+        }
+    }
+
+    /// `discovery_type`, `service_name` and `nodes` in one of APISIX's two shapes: `nodes`, or
+    /// `discovery_type` with `service_name` (whether the provider exists is checked when the upstream is
+    /// built).
+    fn check_discovery(&self) -> Result<(), ConfigError> {
+        match (&self.discovery_type, &self.service_name) {
+            (Some(_), None) => Err(ConfigError::new(
+                "service_name: required with discovery_type",
+            )),
+            (None, Some(_)) => Err(ConfigError::new(
+                "discovery_type: required with service_name",
+            )),
+            (None, None) if self.discovery_args.is_some() => {
+                Err(ConfigError::new("discovery_args: only with discovery_type"))
+            }
+            (Some(_), Some(_)) if self.nodes.is_some() => Err(ConfigError::new(
+                "nodes: not allowed with discovery_type (the nodes come from service discovery)",
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -129,11 +161,12 @@ impl Upstream {
             )))
             }
         }
+        self.check_discovery()?;
         let nodes = self.parsed_nodes()?;
-        if nodes.is_empty() {
+        if nodes.is_empty() && self.discovery_type.is_none() {
             return Err(ConfigError::new("nodes: at least one node is required"));
         }
-        if nodes.iter().all(|n| n.weight == 0) {
+        if !nodes.is_empty() && nodes.iter().all(|n| n.weight == 0) {
             return Err(ConfigError::new(
                 "nodes: at least one node needs a weight above 0",
             ));

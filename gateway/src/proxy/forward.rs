@@ -10,7 +10,10 @@
 //! timer: the client waits at most one read timeout for the response head, however many nodes it took.
 //!
 //! Unhealthy nodes (`checks`) are picked only when no healthy untried node is left, and every attempt's
-//! outcome (status, connect/exchange failure, timeout) feeds the upstream's passive health checks.
+//! outcome (status, connect/exchange failure, timeout) feeds the upstream's passive health checks. The
+//! request keeps the node set it started with for all its attempts; a failed connect also asks service
+//! discovery to look the upstream's names up again, and the retry goes to another node, which for a DNS
+//! name is first of all its next address.
 
 mod replay;
 
@@ -19,8 +22,8 @@ use super::client_body::{ClientBody, ClientBodyError};
 use super::error::ProxyError;
 use super::headers::{for_http2, upstream_host};
 use crate::balancer::Balancer;
-use crate::upstream::health::{Health, Observation, Source};
-use crate::upstream::{ConnPool, Dns, PooledConn, Protocol, Timeouts, UpstreamRuntime};
+use crate::upstream::health::Observation;
+use crate::upstream::{ConnPool, Member, PooledConn, Protocol, Timeouts, UpstreamRuntime};
 use http::header::{HeaderValue, HOST};
 use http::request::Parts;
 use http::{Request, Response};
@@ -53,7 +56,6 @@ enum Attempt {
 
 pub struct Forward<'a> {
     pub upstream: &'a Arc<UpstreamRuntime>,
-    pub dns: &'a Dns,
     pub timeouts: Timeouts,
     pub hash_key: Option<&'a [u8]>,
     pub client_host: Option<HeaderValue>,
@@ -97,35 +99,31 @@ impl Forward<'_> {
 
         let mut request = Request::from_parts(parts, upstream_body(body));
         let started = Instant::now();
+        let members = up.members(self.timeouts.connect).await;
+        let Some(balancer) = members.balancer() else {
+            tracing::warn!(upstream = %up.name, "upstream has no node to send to (service discovery found none yet)");
+            return Err(Failed {
+                error: ProxyError::UpstreamUnreachable,
+                node: None,
+            });
+        };
         let mut tried: Vec<usize> = Vec::new();
         let mut last = ProxyError::UpstreamUnreachable;
         let mut last_node = None;
-        for attempt in 0..=up.retries {
+        for attempt in 0..=up.retries(&members) {
             if attempt > 0 && up.retry_timeout.is_some_and(|t| started.elapsed() >= t) {
                 break;
             }
-            let avoid = up
-                .health
-                .as_deref()
-                .map_or_else(Vec::new, Health::unhealthy);
-            let Some(idx) = up.balancer.pick_avoiding(self.hash_key, &tried, &avoid) else {
+            let Some(idx) = members.pick(self.hash_key, &tried) else {
                 break;
             };
             tried.push(idx);
-            let node = &up.nodes[idx];
-            let addr = match self.dns.resolve(&node.host, node.port).await {
-                Ok(addrs) => addrs[0],
-                Err(e) => {
-                    tracing::warn!(upstream = %up.name, node = %node.authority(), error = %e, "cannot resolve upstream node");
-                    observe(up, idx, Observation::TcpFailure);
-                    last = ProxyError::UpstreamUnreachable;
-                    continue;
-                }
-            };
+            let member = &members.list[idx];
+            let addr = member.addr;
             last_node = Some(addr);
             let chosen = match &self.host_override {
                 Some(h) => Some(h.clone()),
-                None => upstream_host(up, node, self.client_host.as_ref()),
+                None => upstream_host(up, &member.node, self.client_host.as_ref()),
             };
             match chosen {
                 Some(h) => {
@@ -137,16 +135,16 @@ impl Forward<'_> {
             }
             let mut fresh_only = false;
             loop {
-                let flight = InFlight::start(&up.balancer, idx);
+                let flight = InFlight::start(balancer, idx);
                 let connecting = Instant::now();
-                let conn = match connect(&up.pool, addr, idx, self.timeouts.connect, fresh_only)
-                    .await
+                let conn = match connect(&up.pool, member, self.timeouts.connect, fresh_only).await
                 {
                     Ok(c) => c,
                     Err(e) => {
                         flight.finish(false);
-                        tracing::warn!(upstream = %up.name, node = %addr, error = ?e, "upstream connect failed");
-                        observe(up, idx, failure_observation(&e));
+                        tracing::warn!(upstream = %up.name, node = %member.node.authority(), %addr, error = ?e, "upstream connect failed");
+                        members.observe(idx, failure_observation(&e));
+                        up.connect_failed();
                         last = e;
                         break;
                     }
@@ -156,7 +154,7 @@ impl Forward<'_> {
                 match send(&up.pool, conn, request, read_timer.as_mut()).await {
                     Attempt::Done(mut ex) => {
                         flight.finish(true);
-                        observe(up, idx, Observation::Status(ex.response.status().as_u16()));
+                        members.observe(idx, Observation::Status(ex.response.status().as_u16()));
                         ex.connect = connect_took;
                         return Ok(ex);
                     }
@@ -170,7 +168,7 @@ impl Forward<'_> {
                     }
                     Attempt::Fatal(error) => {
                         flight.finish(false);
-                        observe(up, idx, failure_observation(&error));
+                        members.observe(idx, failure_observation(&error));
                         match (&replay, &error) {
                             (Some(r), ProxyError::UpstreamFailed) => {
                                 tracing::info!(upstream = %up.name, node = %addr, method = %r.method(), "exchange broke after the request was sent; re-sending it (no body) to another node");
@@ -189,7 +187,7 @@ impl Forward<'_> {
                     Attempt::Unsent(back, error) => {
                         flight.finish(false);
                         if !reused {
-                            observe(up, idx, Observation::TcpFailure);
+                            members.observe(idx, Observation::TcpFailure);
                         }
                         request = back;
                         last = error;
@@ -206,13 +204,6 @@ impl Forward<'_> {
             error: last,
             node: last_node,
         })
-    }
-}
-
-/// Feeds a passive health-check result; free for upstreams without `checks`.
-fn observe(up: &UpstreamRuntime, idx: usize, obs: Observation) {
-    if let Some(h) = &up.health {
-        h.observe(idx, Source::Passive, obs);
     }
 }
 
@@ -262,17 +253,16 @@ impl Drop for InFlight<'_> {
 
 async fn connect(
     pool: &Arc<ConnPool<UpstreamRequestBody>>,
-    addr: SocketAddr,
-    node: usize,
+    member: &Member,
     timeout: Duration,
     fresh_only: bool,
 ) -> Result<PooledConn<UpstreamRequestBody>, ProxyError> {
     if !fresh_only {
-        if let Some(c) = pool.checkout(addr, node) {
+        if let Some(c) = pool.checkout(member.addr, &member.key) {
             return Ok(c);
         }
     }
-    pool.connect(addr, node, timeout)
+    pool.connect(member.addr, &member.key, member.tls_name.as_ref(), timeout)
         .await
         .map_err(|e| match e {
             crate::upstream::ConnectError::Timeout(_) => ProxyError::UpstreamTimeout,

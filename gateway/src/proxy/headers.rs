@@ -142,7 +142,8 @@ mod tests {
         let json = serde_json::json!({"nodes": {"127.0.0.1:8080": 1}});
         let up: crate::config::Upstream = crate::config::parse_resource(&json).unwrap();
         let rt = UpstreamRuntime::build("t".into(), &up, json).unwrap();
-        let node = &rt.nodes[0];
+        let members = rt.current_members();
+        let node = &members.list[0].node;
         let client = HeaderValue::from_static("example.com");
         assert_eq!(
             upstream_host(&rt, node, Some(&client)).unwrap(),

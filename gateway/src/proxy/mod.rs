@@ -27,7 +27,7 @@ use crate::native::compression::{Accepted, Encoding};
 use crate::plugin::Phase;
 use crate::router::VarSource;
 use crate::snapshot::Live;
-use crate::upstream::{Dns, HashOn};
+use crate::upstream::HashOn;
 use access_log::{AccessRecord, Logged};
 use body::IdleTimeout;
 use client_body::ClientBody;
@@ -41,7 +41,6 @@ use tokio::time::Instant;
 /// What the proxy needs that outlives a request.
 pub struct ProxyState {
     pub live: Arc<Live>,
-    pub dns: Dns,
     /// `None` when `--metrics-listen off`.
     pub metrics: Option<Arc<crate::metrics::HttpMetrics>>,
     /// `None` when `--access-log off`.
@@ -330,7 +329,6 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
     let asked = Instant::now();
     let outcome = forward::Forward {
         upstream,
-        dns: &state.dns,
         timeouts,
         hash_key: key.as_deref(),
         client_host: host,

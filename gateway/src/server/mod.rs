@@ -20,7 +20,6 @@ use crate::snapshot::{ConfigSet, Live, Snapshot};
 use crate::store::etcd::{EtcdStore, EtcdUrl};
 use crate::store::{ConfigStore, SledArtifacts, SledStore, StoredObject};
 use crate::tls::TlsAcceptor;
-use crate::upstream::Dns;
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -206,6 +205,13 @@ impl ShutdownSignals {
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut signals = ShutdownSignals::install()?;
+    // Before any upstream is built: DNS names in nodes and `discovery_type` resolve through these.
+    crate::upstream::discovery::install(crate::upstream::discovery::Registry::standard(
+        &settings.dns_resolvers,
+    ));
+    if !settings.dns_resolvers.is_empty() {
+        tracing::info!(servers = ?settings.dns_resolvers, "service discovery resolves through the given DNS servers");
+    }
     let Opened {
         store,
         artifacts,
@@ -316,7 +322,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let state = Arc::new(ProxyState {
         live: Arc::clone(&live),
-        dns: Dns::from_system(),
         metrics: http_metrics.clone(),
         access_log: access_log.clone(),
         tracer: tracer.clone(),

@@ -13,10 +13,11 @@
 //! does not apply to them.
 //!
 //! For `scheme: "https"` / `"grpcs"` the pool also runs the TLS handshake ([`PoolTls`]). Idle connections are keyed by
-//! node address *and* node index, so a connection opened with one node's server name (SNI, certificate
-//! identity) is never reused for another node that happens to resolve to the same address; and since a pool
-//! belongs to one upstream runtime, which is rebuilt when `scheme` or `tls` changes, TLS and plain connections
-//! never mix.
+//! node address *and* node key (which holds the name the node was found under), so a connection opened with
+//! one node's server name (SNI, certificate identity) is never reused for another node that happens to
+//! resolve to the same address; and since a pool belongs to one upstream runtime, which is rebuilt when
+//! `scheme` or `tls` changes, TLS and plain connections never mix. Keys rather than indexes also keep
+//! connections usable across node sets when service discovery changes the nodes.
 
 use http::{Request, Response};
 use http_body::Body;
@@ -121,22 +122,20 @@ struct IdleConn<B> {
 pub struct PooledConn<B> {
     pub sender: Sender<B>,
     pub addr: SocketAddr,
-    /// Index of the node in the upstream's `nodes`.
-    pub node: usize,
+    /// The node's key (`upstream::members::Member::key`).
+    pub node: Arc<str>,
     /// True when the connection carried earlier requests (so a failure may be a stale keepalive race).
     pub reused: bool,
     uses: u32,
 }
 
-/// TLS towards the nodes of one upstream.
+/// TLS towards the nodes of one upstream (each node brings its server name to [`ConnPool::connect`]).
 pub struct PoolTls {
     pub config: Arc<ClientConfig>,
-    /// The server name (SNI and the identity the certificate must show) for each node, by node index.
-    pub names: Vec<ServerName<'static>>,
 }
 
-/// Idle connections are kept per (address, node index): see the module docs.
-type PoolKey = (SocketAddr, usize);
+/// Idle connections are kept per (address, node key): see the module docs.
+type PoolKey = (SocketAddr, Arc<str>);
 
 pub struct ConnPool<B> {
     settings: PoolSettings,
@@ -192,20 +191,21 @@ where
 
     /// A ready connection to node `node` at `addr`: an idle HTTP/1.1 one fresh enough, or the node's open
     /// HTTP/2 connection.
-    pub fn checkout(&self, addr: SocketAddr, node: usize) -> Option<PooledConn<B>> {
+    pub fn checkout(&self, addr: SocketAddr, node: &Arc<str>) -> Option<PooledConn<B>> {
+        let key = (addr, Arc::clone(node));
         if self.protocol == Protocol::Http2 {
             let shared = self.shared.lock().ok()?;
-            let sender = shared.get(&(addr, node)).filter(|s| !s.is_closed())?;
+            let sender = shared.get(&key).filter(|s| !s.is_closed())?;
             return Some(PooledConn {
                 sender: Sender::H2(sender.clone()),
                 addr,
-                node,
+                node: key.1,
                 reused: true,
                 uses: 0,
             });
         }
         let mut idle = self.idle.lock().ok()?;
-        let list = idle.get_mut(&(addr, node))?;
+        let list = idle.get_mut(&key)?;
         while let Some(conn) = list.pop() {
             if conn.since.elapsed() < self.settings.idle_timeout
                 && !conn.sender.is_closed()
@@ -214,7 +214,7 @@ where
                 return Some(PooledConn {
                     sender: Sender::H1(conn.sender),
                     addr,
-                    node,
+                    node: key.1,
                     reused: true,
                     uses: conn.uses + 1,
                 });
@@ -224,11 +224,13 @@ where
     }
 
     /// Opens a new connection to node `node` at `addr`, bounding TCP connect plus any TLS handshake by
-    /// `timeout`.
+    /// `timeout`. `name` is the TLS server name (SNI and the identity the certificate must show); without
+    /// one the node's IP is verified.
     pub async fn connect(
         &self,
         addr: SocketAddr,
-        node: usize,
+        node: &Arc<str>,
+        name: Option<&ServerName<'static>>,
         timeout: Duration,
     ) -> Result<PooledConn<B>, ConnectError> {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -243,9 +245,7 @@ where
             match &self.tls {
                 None => handshake(addr, stream, self.protocol).await?,
                 Some(tls) => {
-                    let name = tls
-                        .names
-                        .get(node)
+                    let name = name
                         .cloned()
                         .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
                     let connector = tokio_rustls::TlsConnector::from(Arc::clone(&tls.config));
@@ -262,12 +262,12 @@ where
             };
         self.opened.fetch_add(1, Ordering::Relaxed);
         if let (Sender::H2(s), Ok(mut shared)) = (&sender, self.shared.lock()) {
-            shared.insert((addr, node), s.clone());
+            shared.insert((addr, Arc::clone(node)), s.clone());
         }
         Ok(PooledConn {
             sender,
             addr,
-            node,
+            node: Arc::clone(node),
             reused: false,
             uses: 1,
         })

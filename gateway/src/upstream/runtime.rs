@@ -1,12 +1,14 @@
-//! The live form of one upstream config: parsed once when the snapshot is built, then only read.
+//! The live form of one upstream config: parsed once when the snapshot is built, then only read (its node
+//! set excepted, which service discovery swaps: [`Membership`]).
 
-use super::health::Health;
+use super::discovery::{self, dns::is_srv_name, Service};
+use super::members::{Followed, Members, Membership, Setup, TlsNaming};
 use super::pool::{ConnPool, PoolSettings, PoolTls, Protocol};
 use crate::balancer::{Balancer, Kind, NodeSpec};
 use crate::config::{ConfigError, NodeEntry, PassHost, Timeout, Upstream};
 use crate::proxy::UpstreamRequestBody;
 use http::HeaderValue;
-use rustls::pki_types::ServerName;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,20 +67,17 @@ pub struct UpstreamRuntime {
     pub name: String,
     /// The JSON it was built from; a new snapshot reuses this runtime when the JSON is unchanged.
     pub source: serde_json::Value,
-    pub nodes: Vec<NodeEntry>,
-    pub balancer: Balancer,
     pub hash_on: Option<HashOn>,
-    /// Further nodes tried after a failed connect.
-    pub retries: usize,
+    /// Further nodes tried after a failed attempt; `None`: every other node once (APISIX's default).
+    retries: Option<usize>,
     pub retry_timeout: Option<Duration>,
     pub timeouts: Timeouts,
     pub pass_host: PassHost,
     pub upstream_host: Option<HeaderValue>,
     pub pool: Arc<ConnPool<UpstreamRequestBody>>,
-    /// Node health from `checks`; `None` without checks, so such upstreams pay nothing for it.
-    pub health: Option<Arc<Health>>,
     /// `retry_non_idempotent`: a non-idempotent request that reached a failing node may be re-sent.
     pub retry_non_idempotent: bool,
+    members: Arc<Membership>,
 }
 
 impl UpstreamRuntime {
@@ -95,16 +94,19 @@ impl UpstreamRuntime {
             "ewma" => Kind::Ewma,
             _ => Kind::RoundRobin,
         };
-        let specs = nodes
-            .iter()
-            .map(|n| NodeSpec {
-                addr: n.authority(),
-                weight: n.weight,
-                priority: n.priority,
-            })
-            .collect();
-        let balancer =
+        if !nodes.is_empty() {
+            // The configured list must make a balancer (no duplicates, some weight), whatever discovery
+            // later makes of its names.
+            let specs = nodes
+                .iter()
+                .map(|n| NodeSpec {
+                    addr: n.authority(),
+                    weight: n.weight,
+                    priority: n.priority,
+                })
+                .collect();
             Balancer::new(kind, specs).map_err(|e| ConfigError::new(format!("nodes: {e}")))?;
+        }
         let hash_on = (kind == Kind::Chash).then(|| {
             let key = up.key.clone().unwrap_or_default();
             match up.hash_on.as_deref().unwrap_or("vars") {
@@ -136,30 +138,40 @@ impl UpstreamRuntime {
             "grpc" | "grpcs" => Protocol::Http2,
             _ => Protocol::Http1,
         };
-        let tls = match up.scheme() {
-            "https" | "grpcs" => Some(pool_tls(up, &nodes, protocol)?),
-            _ => None,
-        };
-        let retries = match up.retries {
-            Some(r) => r as usize,
-            // APISIX: by default retry over every other node once.
-            None => nodes.len().saturating_sub(1),
+        let (tls, naming) = match up.scheme() {
+            "https" | "grpcs" => {
+                let naming = tls_naming(up)?;
+                for n in &nodes {
+                    naming.name_for(&n.host)?;
+                }
+                (Some(pool_tls(up, protocol)?), Some(naming))
+            }
+            _ => (None, None),
         };
         let health = match up.health_checks()? {
-            Some(checks) => Some(super::health::start(
+            Some(checks) => Some(super::health::prepare(
                 &name,
-                &nodes,
                 &checks,
                 up.tls.as_ref().map(|t| t.spec()),
             )?),
             None => None,
         };
+        let (fixed, services) = sources(up, nodes)?;
+        let members = Membership::start(
+            Setup {
+                upstream: name.clone(),
+                kind,
+                tls: naming,
+                health,
+                services,
+            },
+            fixed,
+        );
         Ok(UpstreamRuntime {
-            health,
             retry_non_idempotent: up.retry_non_idempotent.unwrap_or(false),
             name,
             source,
-            retries,
+            retries: up.retries.map(|r| r as usize),
             retry_timeout: up
                 .retry_timeout
                 .filter(|t| *t > 0.0)
@@ -168,10 +180,36 @@ impl UpstreamRuntime {
             pass_host: up.pass_host()?,
             upstream_host,
             hash_on,
-            balancer,
-            nodes,
+            members,
             pool: ConnPool::with_tls(pool, tls, protocol),
         })
+    }
+
+    /// The node set to balance a request over: the current one, or for an upstream whose discovery has
+    /// not answered yet, the first one (waiting at most `wait`).
+    pub async fn members(&self, wait: Duration) -> Arc<Members> {
+        self.members.ready(wait).await
+    }
+
+    /// The node set now, without waiting.
+    pub fn current_members(&self) -> Arc<Members> {
+        self.members.current()
+    }
+
+    /// How many further nodes a request over `members` may try.
+    pub fn retries(&self, members: &Members) -> usize {
+        self.retries
+            .unwrap_or_else(|| members.len().saturating_sub(1))
+    }
+
+    /// A connect to one of the nodes failed: discovered nodes are looked up again soon.
+    pub fn connect_failed(&self) {
+        self.members.request_refresh();
+    }
+
+    /// The admin health report; `None` without `checks`.
+    pub fn health_report(&self) -> Option<serde_json::Value> {
+        self.current_members().health().map(|h| h.report())
     }
 
     /// The source JSON without bookkeeping fields, so a re-PUT of identical content keeps the runtime.
@@ -185,15 +223,62 @@ impl UpstreamRuntime {
     }
 }
 
-/// TLS for an `https` upstream: its client config and, per node, the name the node's certificate must carry:
-/// `upstream_host` (without port) under `pass_host: rewrite`, else the node's host (an IP literal is then
-/// verified against the certificate's IP addresses and sends no SNI).
-/// TLS towards the nodes, offering by ALPN the one protocol the pool speaks.
-fn pool_tls(
+/// Where the nodes come from: the IP literals of `nodes` are fixed; each DNS name in `nodes` is followed
+/// by the `dns` provider (its addresses carry the node's weight and priority; an SRV name brings its own
+/// ports and weights); with `discovery_type`, the one named service is followed.
+fn sources(
     up: &Upstream,
-    nodes: &[NodeEntry],
-    protocol: Protocol,
-) -> Result<PoolTls, ConfigError> {
+    nodes: Vec<NodeEntry>,
+) -> Result<(Vec<NodeEntry>, Vec<Followed>), ConfigError> {
+    let registry = discovery::registry();
+    if let (Some(kind), Some(name)) = (&up.discovery_type, &up.service_name) {
+        let provider = registry.provider(kind)?;
+        let mut service = Service::parse(name, up.default_port())?;
+        service.args = up.discovery_args.clone();
+        provider
+            .check(&service)
+            .map_err(|e| ConfigError::new(format!("service_name: {e}")))?;
+        return Ok((Vec::new(), vec![(Arc::clone(provider), service)]));
+    }
+    let (fixed, named): (Vec<NodeEntry>, Vec<NodeEntry>) = nodes
+        .into_iter()
+        .partition(|n| n.host.parse::<IpAddr>().is_ok());
+    let mut services = Vec::with_capacity(named.len());
+    for n in named {
+        let provider = registry.dns().ok_or_else(|| {
+            ConfigError::new(format!(
+                "nodes: {:?} is a DNS name, and no dns provider is available",
+                n.host
+            ))
+        })?;
+        let service = Service {
+            port: (!is_srv_name(&n.host)).then_some(n.port),
+            name: n.host,
+            default_port: up.default_port(),
+            weight: n.weight,
+            priority: n.priority,
+            args: None,
+        };
+        provider
+            .check(&service)
+            .map_err(|e| ConfigError::new(format!("nodes: {e}")))?;
+        services.push((Arc::clone(provider), service));
+    }
+    Ok((fixed, services))
+}
+
+/// How nodes are named towards TLS: `upstream_host` (without port) under `pass_host: rewrite`, else each
+/// node's host (an IP literal is then verified against the certificate's IP addresses and sends no SNI).
+fn tls_naming(up: &Upstream) -> Result<TlsNaming, ConfigError> {
+    let rewrite = match (up.pass_host()?, up.upstream_host.as_deref()) {
+        (PassHost::Rewrite, Some(h)) => Some(strip_port(h).to_string()),
+        _ => None,
+    };
+    Ok(TlsNaming { rewrite })
+}
+
+/// TLS towards the nodes, offering by ALPN the one protocol the pool speaks.
+fn pool_tls(up: &Upstream, protocol: Protocol) -> Result<PoolTls, ConfigError> {
     let spec = up
         .tls
         .as_ref()
@@ -210,21 +295,7 @@ fn pool_tls(
         h2.alpn_protocols = vec![b"h2".to_vec()];
         config = Arc::new(h2);
     }
-    let rewrite = match (up.pass_host()?, up.upstream_host.as_deref()) {
-        (PassHost::Rewrite, Some(h)) => Some(strip_port(h)),
-        _ => None,
-    };
-    let mut names = Vec::with_capacity(nodes.len());
-    for n in nodes {
-        let host = rewrite.unwrap_or(&n.host);
-        let name = ServerName::try_from(host.to_string()).map_err(|_| {
-            ConfigError::new(format!(
-                "nodes: {host:?} is not usable as a TLS server name"
-            ))
-        })?;
-        names.push(name);
-    }
-    Ok(PoolTls { config, names })
+    Ok(PoolTls { config })
 }
 
 /// `example.com:8443` → `example.com`; `[::1]:443` → `::1`.

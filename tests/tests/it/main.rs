@@ -15,6 +15,7 @@ mod cluster_etcd;
 mod cluster_redis;
 mod compression;
 mod config_swap;
+mod discovery;
 mod grpc;
 mod harness;
 mod health_checks;

@@ -1,22 +1,25 @@
 //! Upstream health checks (`upstream.checks`, APISIX's shape): which nodes of one upstream are fit to
 //! receive traffic.
 //!
-//! - **Active** ([`active`]): one background task per [`Health`] probes every node (`http`, `https` or
-//!   `tcp`) every `healthy.interval` / `unhealthy.interval` seconds, at most `concurrency` at a time. The
-//!   task holds only a `Weak` reference, so it ends once the upstream runtime that owns the `Health` is
-//!   dropped (a config change that rebuilt it, or its deletion). Runtimes are shared by every route using
-//!   the upstream and reused across snapshots while unchanged, so there is one checker per upstream.
-//! - **Passive**: the proxy reports each attempt's outcome ([`Health::observe`]); statuses are classified
-//!   by `checks.passive` lists, connect/exchange errors count as `tcp_failures`, timeouts as `timeouts`.
-//!   A node marked unhealthy recovers through active probes when `checks.active` is set; without it,
-//!   after [`PASSIVE_RECOVERY`] (APISIX never recovers such a node; we follow nginx's `fail_timeout`
-//!   idea instead, so a passive-only upstream cannot lose its nodes for good).
+//! - **Active** ([`active`]): one background task per upstream probes every node of its current node set
+//!   (`http`, `https` or `tcp`) every `healthy.interval` / `unhealthy.interval` seconds, at most
+//!   `concurrency` at a time. The task holds the node set only weakly, so it ends once the upstream
+//!   runtime is dropped (a config change that rebuilt it, or its deletion). Runtimes are shared by every
+//!   route using the upstream and reused across snapshots while unchanged, so there is one checker per
+//!   upstream, however often service discovery changes its nodes.
+//! - **Passive**: the proxy reports each attempt's outcome ([`HealthView::observe`]); statuses are
+//!   classified by `checks.passive` lists, connect/exchange errors count as `tcp_failures`, timeouts as
+//!   `timeouts`. A node marked unhealthy recovers through active probes when `checks.active` is set;
+//!   without it, after [`PASSIVE_RECOVERY`] (APISIX never recovers such a node; we follow nginx's
+//!   `fail_timeout` idea instead, so a passive-only upstream cannot lose its nodes for good).
 //!
-//! The balancer avoids the nodes in [`Health::unhealthy`]; when every remaining node is unhealthy the
-//! request still goes to one of them (as APISIX), because failing everything helps nobody.
-//! State lives in atomics ([`state`]); the request path reads one counter when all nodes are healthy.
-//! Transitions are logged (`warn` when a node goes down, `info` when it comes back) with the upstream and
-//! node, and the admin API shows the state ([`Health::report`]).
+//! State is per node address ([`NodeHealth`]), shared by every node set that holds the address, so a
+//! discovery update keeps the state of the nodes it keeps ([`Health::view`]); the upstream-wide
+//! [`Health`] holds the rules. The balancer avoids the nodes in [`HealthView::unhealthy`]; when every
+//! remaining node is unhealthy the request still goes to one of them (as APISIX), because failing
+//! everything helps nobody. State lives in atomics ([`state`]); the request path reads one counter when
+//! all nodes are healthy. Transitions are logged (`warn` when a node goes down, `info` when it comes back)
+//! with the upstream and node, and the admin API shows the state ([`HealthView::report`]).
 
 pub(crate) mod active;
 mod probe;
@@ -24,8 +27,9 @@ mod state;
 
 pub use state::{Counters, Outcome, Thresholds, Transition};
 
-use crate::config::{Checks, NodeEntry, ProbeKind};
+use crate::config::{Checks, ProbeKind};
 use state::NodeState;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -139,27 +143,61 @@ impl LastCheck {
     }
 }
 
-struct Node {
+/// One node's health: shared by every node set (see [`HealthView`]) that holds the same address, so state
+/// and counters survive a discovery update that keeps the node.
+pub struct NodeHealth {
+    /// What identifies the node across node sets (its name and address).
+    key: Arc<str>,
+    /// `host:port` as configured or discovered.
     authority: String,
+    addr: SocketAddr,
     state: NodeState,
     last: LastCheck,
+    /// The upstream's count of unhealthy nodes, kept right when this node is dropped while unhealthy.
+    unhealthy: Arc<AtomicUsize>,
 }
 
-/// Health of every node of one upstream runtime, indexed like its `nodes`.
+impl NodeHealth {
+    pub fn key(&self) -> &Arc<str> {
+        &self.key
+    }
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+}
+
+impl Drop for NodeHealth {
+    fn drop(&mut self) {
+        if !self.state.is_healthy() {
+            self.unhealthy.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Health rules and bookkeeping of one upstream runtime; the nodes themselves are in [`HealthView`]s.
 pub struct Health {
     upstream: String,
     probe_kind: Option<ProbeKind>,
-    nodes: Vec<Node>,
-    /// Nodes currently unhealthy: the request path's fast check.
-    unhealthy: AtomicUsize,
+    /// Unhealthy nodes alive in any node set: the request path's fast check (0: skip the scan).
+    unhealthy: Arc<AtomicUsize>,
     epoch: Instant,
     active: Option<Rules>,
     passive: Option<Rules>,
 }
 
+/// A node to track: what [`Health::view`] needs of each member of a node set.
+pub struct Tracked<'a> {
+    pub key: &'a Arc<str>,
+    pub authority: String,
+    pub addr: SocketAddr,
+}
+
 impl Health {
-    /// State for `nodes` under `checks`; the active checker is started separately ([`active::spawn`]).
-    pub fn new(upstream: &str, nodes: &[NodeEntry], checks: &Checks) -> Health {
+    /// Rules for `checks`; the active checker is started separately ([`active::spawn`]).
+    pub fn new(upstream: &str, checks: &Checks) -> Health {
         let active = checks.active.as_ref().map(|a| {
             let (h, u) = (&a.healthy, &a.unhealthy);
             Rules::new(
@@ -181,18 +219,40 @@ impl Health {
         Health {
             upstream: upstream.to_string(),
             probe_kind: checks.active.as_ref().map(|a| a.kind),
-            nodes: nodes
-                .iter()
-                .map(|n| Node {
-                    authority: n.authority(),
-                    state: NodeState::default(),
-                    last: LastCheck::default(),
-                })
-                .collect(),
-            unhealthy: AtomicUsize::new(0),
+            unhealthy: Arc::new(AtomicUsize::new(0)),
             epoch: Instant::now(),
             active,
             passive,
+        }
+    }
+
+    /// Health of a node set: nodes also in `previous` (same key) keep their state, new ones start healthy.
+    pub fn view<'a>(
+        self: &Arc<Self>,
+        nodes: impl IntoIterator<Item = Tracked<'a>>,
+        previous: Option<&HealthView>,
+    ) -> HealthView {
+        let nodes = nodes
+            .into_iter()
+            .map(|t| {
+                previous
+                    .and_then(|p| p.nodes.iter().find(|n| n.key == *t.key))
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        Arc::new(NodeHealth {
+                            key: Arc::clone(t.key),
+                            authority: t.authority,
+                            addr: t.addr,
+                            state: NodeState::default(),
+                            last: LastCheck::default(),
+                            unhealthy: Arc::clone(&self.unhealthy),
+                        })
+                    })
+            })
+            .collect();
+        HealthView {
+            health: Arc::clone(self),
+            nodes,
         }
     }
 
@@ -200,13 +260,13 @@ impl Health {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Feeds one result for node `idx`. Results of a side that is not configured are ignored.
-    pub fn observe(&self, idx: usize, source: Source, obs: Observation) {
+    /// Feeds one result for `node`. Results of a side that is not configured are ignored.
+    pub fn observe(&self, node: &NodeHealth, source: Source, obs: Observation) {
         let rules = match source {
             Source::Active => &self.active,
             Source::Passive => &self.passive,
         };
-        let (Some(rules), Some(node)) = (rules, self.nodes.get(idx)) else {
+        let Some(rules) = rules else {
             return;
         };
         let now = self.now_ms();
@@ -217,26 +277,23 @@ impl Health {
         match node.state.record(outcome, &rules.thresholds, now) {
             Some(Transition::BecameUnhealthy) => {
                 self.unhealthy.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(upstream = %self.upstream, node = %node.authority, source = source.as_str(), cause = ?obs, "upstream node marked unhealthy");
+                tracing::warn!(upstream = %self.upstream, node = %node.authority, addr = %node.addr, source = source.as_str(), cause = ?obs, "upstream node marked unhealthy");
             }
             Some(Transition::BecameHealthy) => {
                 self.unhealthy.fetch_sub(1, Ordering::Relaxed);
-                tracing::info!(upstream = %self.upstream, node = %node.authority, source = source.as_str(), "upstream node healthy again");
+                tracing::info!(upstream = %self.upstream, node = %node.authority, addr = %node.addr, source = source.as_str(), "upstream node healthy again");
             }
             None => {}
         }
     }
 
-    /// Whether node `idx` should get traffic. Also where a passive-only upstream lets a node back in
-    /// after [`PASSIVE_RECOVERY`]: checking here needs no timer task.
-    pub fn is_healthy(&self, idx: usize) -> bool {
-        self.is_healthy_at(idx, self.now_ms())
+    /// Whether `node` should get traffic. Also where a passive-only upstream lets a node back in after
+    /// [`PASSIVE_RECOVERY`]: checking here needs no timer task.
+    pub fn is_healthy(&self, node: &NodeHealth) -> bool {
+        self.is_healthy_at(node, self.now_ms())
     }
 
-    fn is_healthy_at(&self, idx: usize, now_ms: u64) -> bool {
-        let Some(node) = self.nodes.get(idx) else {
-            return true;
-        };
+    fn is_healthy_at(&self, node: &NodeHealth, now_ms: u64) -> bool {
         if node.state.is_healthy() {
             return true;
         }
@@ -246,15 +303,39 @@ impl Health {
             && node.state.reset_healthy()
         {
             self.unhealthy.fetch_sub(1, Ordering::Relaxed);
-            tracing::info!(upstream = %self.upstream, node = %node.authority, after_s = PASSIVE_RECOVERY.as_secs(), "upstream node back in after the passive recovery timeout");
+            tracing::info!(upstream = %self.upstream, node = %node.authority, addr = %node.addr, after_s = PASSIVE_RECOVERY.as_secs(), "upstream node back in after the passive recovery timeout");
             return true;
         }
         false
     }
 
+    pub fn upstream(&self) -> &str {
+        &self.upstream
+    }
+}
+
+/// The health of one node set, indexed like its members and its balancer.
+pub struct HealthView {
+    health: Arc<Health>,
+    nodes: Vec<Arc<NodeHealth>>,
+}
+
+impl HealthView {
+    pub fn observe(&self, idx: usize, source: Source, obs: Observation) {
+        if let Some(node) = self.nodes.get(idx) {
+            self.health.observe(node, source, obs);
+        }
+    }
+
+    pub fn is_healthy(&self, idx: usize) -> bool {
+        self.nodes
+            .get(idx)
+            .is_none_or(|n| self.health.is_healthy(n))
+    }
+
     /// Indexes of the nodes to avoid now; empty (no allocation) while every node is healthy.
     pub fn unhealthy(&self) -> Vec<usize> {
-        if self.unhealthy.load(Ordering::Relaxed) == 0 {
+        if self.health.unhealthy.load(Ordering::Relaxed) == 0 {
             return Vec::new();
         }
         (0..self.nodes.len())
@@ -262,14 +343,18 @@ impl Health {
             .collect()
     }
 
+    pub fn nodes(&self) -> &[Arc<NodeHealth>] {
+        &self.nodes
+    }
+
     /// The admin view: per node its state, counters and last result.
     pub fn report(&self) -> serde_json::Value {
-        let now = self.now_ms();
+        let h = &self.health;
+        let now = h.now_ms();
         let nodes: Vec<serde_json::Value> = self
             .nodes
             .iter()
-            .enumerate()
-            .map(|(i, n)| {
+            .map(|n| {
                 let last = n.last.load().map(|(source, obs, at)| {
                     let (result, status) = match obs {
                         Observation::Status(s) => ("http_status", Some(s)),
@@ -286,43 +371,37 @@ impl Health {
                 });
                 serde_json::json!({
                     "node": n.authority,
-                    "status": if self.is_healthy(i) { "healthy" } else { "unhealthy" },
+                    "addr": n.addr.to_string(),
+                    "status": if h.is_healthy(n) { "healthy" } else { "unhealthy" },
                     "counter": n.state.counters(),
                     "last_check": last,
                 })
             })
             .collect();
         serde_json::json!({
-            "name": self.upstream,
-            "type": self.probe_kind.map(ProbeKind::as_str),
-            "active": self.active.is_some(),
-            "passive": self.passive.is_some(),
+            "name": h.upstream,
+            "type": h.probe_kind.map(ProbeKind::as_str),
+            "active": h.active.is_some(),
+            "passive": h.passive.is_some(),
             "nodes": nodes,
         })
     }
-
-    pub fn upstream(&self) -> &str {
-        &self.upstream
-    }
 }
 
-/// Starts health tracking for an upstream when it has `checks`: the shared state, plus the active
-/// checker when `checks.active` is set and a tokio runtime is running (snapshots built outside one, as in
-/// unit tests, get passive checks only).
-pub fn start(
+/// Health tracking for an upstream with `checks`: the rules, and the active probe plan when
+/// `checks.active` is set (validated here, so a bad value fails the admin write). The node sets start the
+/// checker ([`active::spawn`]) once they exist.
+pub fn prepare(
     upstream: &str,
-    nodes: &[NodeEntry],
     checks: &Checks,
     tls: Option<crate::tls::UpstreamTlsSpec<'_>>,
-) -> Result<Arc<Health>, crate::config::ConfigError> {
-    let health = Arc::new(Health::new(upstream, nodes, checks));
-    if let Some(a) = &checks.active {
-        let plan = active::Plan::new(nodes, a, tls)?;
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            active::spawn(&rt, &health, plan);
-        }
-    }
-    Ok(health)
+) -> Result<(Arc<Health>, Option<active::Plan>), crate::config::ConfigError> {
+    let health = Arc::new(Health::new(upstream, checks));
+    let plan = match &checks.active {
+        Some(a) => Some(active::Plan::new(a, tls)?),
+        None => None,
+    };
+    Ok((health, plan))
 }
 
 #[cfg(test)]
@@ -330,24 +409,24 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn health(checks: serde_json::Value) -> Health {
-        let nodes = crate::config::NodeEntry {
-            host: "127.0.0.1".into(),
-            port: 1,
-            weight: 1,
-            priority: 0,
-        };
-        let other = crate::config::NodeEntry {
-            port: 2,
-            ..nodes.clone()
-        };
+    fn view(checks: serde_json::Value) -> HealthView {
         let checks = Checks::parse(&checks).expect("checks");
-        Health::new("upstreams/t", &[nodes, other], &checks)
+        let health = Arc::new(Health::new("upstreams/t", &checks));
+        let keys: Vec<Arc<str>> = vec!["127.0.0.1:1".into(), "127.0.0.1:2".into()];
+        health.view(keys.iter().map(tracked), None)
+    }
+
+    fn tracked(key: &Arc<str>) -> Tracked<'_> {
+        Tracked {
+            key,
+            authority: key.to_string(),
+            addr: key.parse().expect("addr"),
+        }
     }
 
     #[test]
     fn passive_statuses_are_classified_by_the_configured_lists() {
-        let h = health(json!({"passive": {"unhealthy": {"http_failures": 2}}}));
+        let h = view(json!({"passive": {"unhealthy": {"http_failures": 2}}}));
         h.observe(0, Source::Passive, Observation::Status(500));
         h.observe(0, Source::Passive, Observation::Status(404)); // neither list: no evidence
         assert!(h.is_healthy(0));
@@ -366,19 +445,20 @@ mod tests {
 
     #[test]
     fn passive_only_nodes_come_back_after_the_recovery_timeout() {
-        let h = health(json!({"passive": {"unhealthy": {"tcp_failures": 1}}}));
+        let h = view(json!({"passive": {"unhealthy": {"tcp_failures": 1}}}));
         h.observe(0, Source::Passive, Observation::TcpFailure);
-        let since = h.nodes[0].state.unhealthy_since_ms();
+        let node = &h.nodes[0];
+        let since = node.state.unhealthy_since_ms();
         let recovery = PASSIVE_RECOVERY.as_millis() as u64;
-        assert!(!h.is_healthy_at(0, since + recovery - 1));
-        assert!(h.is_healthy_at(0, since + recovery));
+        assert!(!h.health.is_healthy_at(node, since + recovery - 1));
+        assert!(h.health.is_healthy_at(node, since + recovery));
         assert!(h.unhealthy().is_empty());
         // With active checks, only probes bring a node back.
-        let h = health(
+        let h = view(
             json!({"active": {"unhealthy": {"tcp_failures": 1}}, "passive": {"unhealthy": {"tcp_failures": 1}}}),
         );
         h.observe(0, Source::Passive, Observation::TcpFailure);
-        assert!(!h.is_healthy_at(0, u64::MAX / 2));
+        assert!(!h.health.is_healthy_at(&h.nodes[0], u64::MAX / 2));
     }
 
     #[test]
@@ -396,7 +476,7 @@ mod tests {
 
     #[test]
     fn active_successes_bring_a_node_back() {
-        let h = health(
+        let h = view(
             json!({"active": {"healthy": {"successes": 2}, "unhealthy": {"tcp_failures": 1}}}),
         );
         h.observe(1, Source::Active, Observation::TcpFailure);
@@ -405,5 +485,25 @@ mod tests {
         assert_eq!(h.unhealthy(), [1]);
         h.observe(1, Source::Active, Observation::Status(200));
         assert!(h.unhealthy().is_empty());
+    }
+
+    #[test]
+    fn state_follows_a_node_into_the_next_set_and_leaves_with_it() {
+        let h = view(json!({"passive": {"unhealthy": {"tcp_failures": 1}}}));
+        h.observe(1, Source::Passive, Observation::TcpFailure);
+        assert_eq!(h.health.unhealthy.load(Ordering::Relaxed), 1);
+        // Node 2 stays (now first), node 1 goes, a new one comes.
+        let keys: Vec<Arc<str>> = vec!["127.0.0.1:2".into(), "127.0.0.1:3".into()];
+        let next = h.health.view(keys.iter().map(tracked), Some(&h));
+        assert_eq!(next.unhealthy(), [0]);
+        assert!(next.is_healthy(1));
+        drop(h);
+        assert_eq!(next.health.unhealthy.load(Ordering::Relaxed), 1);
+        let keys: Vec<Arc<str>> = vec!["127.0.0.1:3".into()];
+        let last = next.health.view(keys.iter().map(tracked), Some(&next));
+        drop(next);
+        // The unhealthy node left with the set that held it: the fast path is clear again.
+        assert_eq!(last.health.unhealthy.load(Ordering::Relaxed), 0);
+        assert!(last.unhealthy().is_empty());
     }
 }

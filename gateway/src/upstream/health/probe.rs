@@ -5,6 +5,7 @@
 
 use super::Observation;
 use rustls::pki_types::ServerName;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -12,8 +13,7 @@ use tokio::net::TcpStream;
 
 /// Where and how to probe one node.
 pub(crate) struct Target {
-    pub host: String,
-    pub port: u16,
+    pub addr: SocketAddr,
     /// The whole request, built once; `None` for a `tcp` probe.
     pub request: Option<Vec<u8>>,
     /// For `https` probes.
@@ -29,7 +29,7 @@ pub(crate) async fn run(target: &Target, timeout: Duration) -> Observation {
 }
 
 async fn exchange(target: &Target) -> Observation {
-    let Ok(tcp) = TcpStream::connect((target.host.as_str(), target.port)).await else {
+    let Ok(tcp) = TcpStream::connect(target.addr).await else {
         return Observation::TcpFailure;
     };
     let Some(request) = &target.request else {
