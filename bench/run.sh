@@ -25,7 +25,8 @@ SKIP_INSTALL=0
 SLUICE_BIN=""          # use this binary instead of building (e.g. to compare two builds)
 UPSTREAM_BIN=""        # likewise for bench-upstream; with both given, no Rust toolchain is needed
 SMOKE=0
-OUT_NAME=latest        # report: bench/results/OUT_NAME.md and .svg
+OUT_NAME=latest        # report: RESULTS_DIR/OUT_NAME.md and .svg
+RESULTS_DIR=           # default bench/results
 
 usage() {
     sed -n '/^# ---- usage/,/^# ---- end/p' "$0" | sed '1d;$d;s/^# \{0,1\}//'
@@ -47,6 +48,7 @@ usage() {
 #   --only a,b,...       run only these scenarios (names: --list; plus low-load, hot-swap,
 #                        plugin-swap)
 #   --out NAME           write bench/results/NAME.md and NAME.svg (default latest)
+#   --results-dir DIR    write the report and raw/ under DIR instead of bench/results
 #   --list               print the scenario list and exit
 #   --sluice-bin PATH    use a prebuilt sluice instead of building one
 #   --upstream-bin PATH  use a prebuilt bench-upstream (with --sluice-bin: a machine without
@@ -98,6 +100,7 @@ while [[ $# -gt 0 ]]; do
         --swaps) SWAPS=$2; shift 2 ;;
         --plugin-swaps) PLUGIN_SWAPS=$2; shift 2 ;;
         --out) OUT_NAME=$2; shift 2 ;;
+        --results-dir) RESULTS_DIR=$2; shift 2 ;;
         --h2-streams) H2_STREAMS=$2; shift 2 ;;
         --low-connections) LOW_CONNECTIONS=$2; shift 2 ;;
         --only) ONLY=$2; shift 2 ;;
@@ -189,7 +192,7 @@ PLUGIN_DIR=$ROOT/target/plugins # where scripts/build-plugins.sh puts the compon
 # ---------------------------------------------------------------- processes
 RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")
 chmod 711 "$RUN_DIR" # nginx workers drop privileges and must reach their temp dirs
-RESULTS=$BENCH_DIR/results
+RESULTS=${RESULTS_DIR:-$BENCH_DIR/results}
 RAW=$RESULTS/raw
 rm -rf "$RAW"
 mkdir -p "$RAW"

@@ -2,6 +2,8 @@
 # Makes a fresh Debian machine able to build and test Sluice. Idempotent: a second run is quick.
 #  - Debian packages the test suite starts for real: etcd-server and redis-server (the cluster tests run
 #    their own processes on ephemeral ports), and protobuf-compiler, which the etcd client needs to build;
+#  - the benchmark harness's peers and load tools (nginx, HAProxy, wrk, h2load, openssl), which the test
+#    suite's smoke run of bench/run.sh starts;
 #  - the wasm targets for plugins (scripts/wasm-toolchain.sh: rustup, falling back to Debian's rustc-web).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,14 +23,16 @@ apt_install() {
 }
 
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust with rustup first" >&2; exit 1; }
-apt_install curl ca-certificates etcd-server redis-server protobuf-compiler
+apt_install curl ca-certificates etcd-server redis-server protobuf-compiler \
+    nginx-light haproxy wrk nghttp2-client openssl
 
-# The packages start etcd (:2379) and Redis (:6379) as services where systemd runs; the tests never use
-# those, so stop and disable them rather than leave two daemons holding well-known ports.
+# The packages start etcd (:2379), Redis (:6379), nginx (:80) and HAProxy as services where systemd runs;
+# the tests and the harness start their own, so stop and disable these rather than leave daemons holding
+# well-known ports.
 if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    for service in etcd redis-server; do
+    for service in etcd redis-server nginx haproxy; do
         if systemctl is-enabled --quiet "$service" 2>/dev/null || systemctl is-active --quiet "$service" 2>/dev/null; then
             $sudo systemctl disable --now "$service" >/dev/null 2>&1 || true
         fi

@@ -4,7 +4,8 @@
 //! - [`requests`]: per request, recorded once where the access-log record completes
 //!   (`proxy::access_log`), with per-route label handles resolved once;
 //! - [`runtime`]: read at scrape time from state kept anyway (each loaded Wasm plugin's runtime counters,
-//!   the live config's version), so it costs nothing per request;
+//!   the live config's version), so it costs nothing per request; [`upstream_health`] likewise reads the
+//!   health checks' node states and transition counts;
 //! - [`plugin_defined`]: what plugins report through the WIT `metrics` import, checked and capped.
 //!
 //! [`endpoint`] serves `/metrics`, `/status` and `/status/ready`. Every name starts with `sluice_`.
@@ -13,6 +14,7 @@ pub mod endpoint;
 pub mod plugin_defined;
 pub mod requests;
 pub mod runtime;
+pub mod upstream_health;
 
 pub use plugin_defined::PluginDefinedMetrics;
 pub use requests::{Completed, ConnectionGuard, HttpMetrics};
@@ -37,6 +39,9 @@ impl Metrics {
     ) -> Self {
         let mut registry = Registry::with_prefix("sluice");
         http.register(&mut registry);
+        registry.register_collector(Box::new(upstream_health::HealthCollector(Arc::clone(
+            &live,
+        ))));
         registry.register_collector(Box::new(runtime::ConfigCollector(live)));
         registry.register_collector(Box::new(runtime::PluginCollector(catalog)));
         registry.register_collector(Box::new(plugin_defined));

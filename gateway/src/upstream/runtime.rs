@@ -207,6 +207,11 @@ impl UpstreamRuntime {
         self.members.request_refresh();
     }
 
+    /// Health figures for metrics; `None` without `checks`.
+    pub fn health_tally(&self) -> Option<super::health::HealthTally> {
+        self.current_members().health().map(|h| h.tally())
+    }
+
     /// The admin health report; `None` without `checks`.
     pub fn health_report(&self) -> Option<serde_json::Value> {
         self.current_members().health().map(|h| h.report())

@@ -28,11 +28,24 @@ async fn time_until(gw: &Gateway, upstream: &str, node: &str, want: &str) -> Dur
     start.elapsed()
 }
 
+/// `upstreams/web` in the metrics: [nodes, unhealthy nodes, transitions to unhealthy, to healthy].
+async fn health_figures(gw: &Gateway) -> [f64; 4] {
+    let m = gw.scrape().await;
+    let web = [("upstream", "upstreams/web")];
+    let to = |state| [("upstream", "upstreams/web"), ("to", state)];
+    [
+        m.count("sluice_upstream_nodes", &web),
+        m.count("sluice_upstream_unhealthy_nodes", &web),
+        m.count("sluice_upstream_health_transitions_total", &to("unhealthy")),
+        m.count("sluice_upstream_health_transitions_total", &to("healthy")),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn active_checks_remove_a_dead_node_and_restore_it() {
     let a = origin("a").start();
     let b = origin("b").start();
-    let gw = gateway().start().await;
+    let gw = gateway().wait_for_listener("metrics").start().await;
     let (interval, tcp_failures, successes) = (1u32, 2u32, 2u32);
     gw.put_ok(
         "upstreams",
@@ -67,6 +80,7 @@ async fn active_checks_remove_a_dead_node_and_restore_it() {
     );
     gw.wait_for_log("upstream node marked unhealthy", Duration::from_secs(5))
         .await;
+    assert_eq!(health_figures(&gw).await, [2.0, 1.0, 1.0, 0.0]);
 
     // With retries 0 a pick of the dead node would be a 502: every request reaching `a` shows it is skipped.
     for _ in 0..20 {
@@ -95,6 +109,7 @@ async fn active_checks_remove_a_dead_node_and_restore_it() {
     );
     gw.wait_for_log("upstream node healthy again", Duration::from_secs(5))
         .await;
+    assert_eq!(health_figures(&gw).await, [2.0, 0.0, 1.0, 1.0]);
     let mut seen_b = false;
     for _ in 0..10 {
         let r = gw.get("/h").await;

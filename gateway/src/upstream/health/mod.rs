@@ -183,6 +183,9 @@ pub struct Health {
     probe_kind: Option<ProbeKind>,
     /// Unhealthy nodes alive in any node set: the request path's fast check (0: skip the scan).
     unhealthy: Arc<AtomicUsize>,
+    /// Nodes marked unhealthy, and healthy again, since this upstream runtime was built (metrics).
+    went_down: AtomicU64,
+    came_back: AtomicU64,
     epoch: Instant,
     active: Option<Rules>,
     passive: Option<Rules>,
@@ -220,6 +223,8 @@ impl Health {
             upstream: upstream.to_string(),
             probe_kind: checks.active.as_ref().map(|a| a.kind),
             unhealthy: Arc::new(AtomicUsize::new(0)),
+            went_down: AtomicU64::new(0),
+            came_back: AtomicU64::new(0),
             epoch: Instant::now(),
             active,
             passive,
@@ -277,10 +282,12 @@ impl Health {
         match node.state.record(outcome, &rules.thresholds, now) {
             Some(Transition::BecameUnhealthy) => {
                 self.unhealthy.fetch_add(1, Ordering::Relaxed);
+                self.went_down.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(upstream = %self.upstream, node = %node.authority, addr = %node.addr, source = source.as_str(), cause = ?obs, "upstream node marked unhealthy");
             }
             Some(Transition::BecameHealthy) => {
                 self.unhealthy.fetch_sub(1, Ordering::Relaxed);
+                self.came_back.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(upstream = %self.upstream, node = %node.authority, addr = %node.addr, source = source.as_str(), "upstream node healthy again");
             }
             None => {}
@@ -303,6 +310,7 @@ impl Health {
             && node.state.reset_healthy()
         {
             self.unhealthy.fetch_sub(1, Ordering::Relaxed);
+            self.came_back.fetch_add(1, Ordering::Relaxed);
             tracing::info!(upstream = %self.upstream, node = %node.authority, addr = %node.addr, after_s = PASSIVE_RECOVERY.as_secs(), "upstream node back in after the passive recovery timeout");
             return true;
         }
@@ -312,6 +320,23 @@ impl Health {
     pub fn upstream(&self) -> &str {
         &self.upstream
     }
+
+    /// State changes since this runtime was built: (marked unhealthy, healthy again).
+    pub fn transitions(&self) -> (u64, u64) {
+        (
+            self.went_down.load(Ordering::Relaxed),
+            self.came_back.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// One upstream's health in figures, read at scrape time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthTally {
+    pub nodes: usize,
+    pub unhealthy: usize,
+    pub went_down: u64,
+    pub came_back: u64,
 }
 
 /// The health of one node set, indexed like its members and its balancer.
@@ -345,6 +370,19 @@ impl HealthView {
 
     pub fn nodes(&self) -> &[Arc<NodeHealth>] {
         &self.nodes
+    }
+
+    /// For metrics: the nodes of this set, how many are unhealthy now, and the upstream's transitions.
+    pub fn tally(&self) -> HealthTally {
+        let (went_down, came_back) = self.health.transitions();
+        HealthTally {
+            nodes: self.nodes.len(),
+            unhealthy: (0..self.nodes.len())
+                .filter(|&i| !self.is_healthy(i))
+                .count(),
+            went_down,
+            came_back,
+        }
     }
 
     /// The admin view: per node its state, counters and last result.
