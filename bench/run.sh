@@ -46,7 +46,7 @@ usage() {
 #   --h2-streams N       h2load streams per connection           (default 10)
 #   --low-connections N  connections for the low-load latency runs (default 1)
 #   --only a,b,...       run only these scenarios (names: --list; plus low-load, hot-swap,
-#                        plugin-swap)
+#                        plugin-swap, memory-plugins)
 #   --out NAME           write bench/results/NAME.md and NAME.svg (default latest)
 #   --results-dir DIR    write the report and raw/ under DIR instead of bench/results
 #   --list               print the scenario list and exit
@@ -83,9 +83,8 @@ SCENARIOS=(
     "haproxy-h2c|h2c|ok|HAProxy proto h2 (h2c), h2load"
     "sluice-h2-upstream|h1|ok|Sluice, HTTP/2 (h2c, scheme grpc) to the upstream"
 )
-# Not scenarios but selectable with --only: low-load, hot-swap (route changes) and plugin-swap
-# (Wasm plugin uploads under load). Later: memory scale with 3 plugins per route (TODO slot in
-# memory_scale()).
+# Not scenarios but selectable with --only: low-load, hot-swap (route changes), plugin-swap (Wasm plugin
+# uploads under load) and memory-plugins (memory scale with 3 Wasm plugins per route).
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -410,31 +409,37 @@ if want plugin-swap; then
     start_sluice_plugin sluice-plugin-swap swap "$PLUGIN_DIR/noop.wasm" '{"name":"x-bench","value":"1"}'
 fi
 
-# Memory scale on a fresh instance, growing to ROUTES routes; that instance is sluice-10k.
-memory_scale() {
-    local name=sluice-10k have=0 n target uri t0
-    start_sluice "$name" warn
-    log "$name: memory scale while loading $ROUTES routes"
+# grow_routes NAME OUT.jsonl TOP [--plugins]: adds routes to instance NAME in steps 1, 100, 1,000, ...
+# up to TOP, writing its RSS after each step (and before the first) to OUT.jsonl.
+grow_routes() {
+    local name=$1 out=$2 top=$3 plugins=${4:-} have=0 n uri t0
     sleep 1
     printf '{"routes":0,"rss_kb":%d,"hwm_kb":%d}\n' "$(status_kb VmRSS "${PID[$name]}")" \
-        "$(status_kb VmHWM "${PID[$name]}")" >>"$RAW/memory.jsonl"
+        "$(status_kb VmHWM "${PID[$name]}")" >>"$out"
     for n in 1 100 1000 10000 100000; do
-        (( n <= ROUTES )) || n=$ROUTES
+        (( n <= top )) || n=$top
         (( n > have )) || break
         t0=$SECONDS
         python3 "$BENCH_DIR/lib/admin.py" routes --admin "${ADMIN[$name]}" --key "$ADMIN_KEY" \
-            --upstream-port "$P_UP" --from "$have" --to "$n" || die "loading routes failed"
+            --upstream-port "$P_UP" --from "$have" --to "$n" $plugins || die "loading routes failed"
         # Settle: the newest route answers through the proxy.
         if (( (n - 1) % 2 == 0 )); then uri="/bench/e$((n - 1))"; else uri="/bench/p$((n - 1))/x"; fi
         wait_http "http://127.0.0.1:${PORT[$name]}$uri" "$name" "${PID[$name]}"
         sleep 1
         printf '{"routes":%d,"rss_kb":%d,"hwm_kb":%d,"load_s":%d}\n' "$n" \
             "$(status_kb VmRSS "${PID[$name]}")" "$(status_kb VmHWM "${PID[$name]}")" \
-            $(( SECONDS - t0 )) >>"$RAW/memory.jsonl"
+            $(( SECONDS - t0 )) >>"$out"
         log "  $n routes: RSS $(( $(status_kb VmRSS "${PID[$name]}") / 1024 )) MiB ($(( SECONDS - t0 )) s)"
         have=$n
     done
-    # TODO(plugins): repeat with 3 Wasm plugins per route, distinct configs per route.
+}
+
+# Memory scale on a fresh instance, growing to ROUTES routes; that instance is sluice-10k.
+memory_scale() {
+    local name=sluice-10k target uri
+    start_sluice "$name" warn
+    log "$name: memory scale while loading $ROUTES routes"
+    grow_routes "$name" "$RAW/memory.jsonl" "$ROUTES"
     target=$(( (ROUTES * 3 / 4) | 1 ))  # an odd id: a prefix route deep in the trie
     (( target < ROUTES )) || target=$(( ROUTES - 1 ))
     if (( target % 2 == 1 )); then uri="/bench/p$target/item"; else uri="/bench/e$target"; fi
@@ -442,6 +447,14 @@ memory_scale() {
     wait_http "${URL[$name]}" "$name" "${PID[$name]}"
 }
 if want sluice-10k; then memory_scale; fi
+# The same growth, to 1,000 routes at most, each route with three built-in Wasm plugins configured its own
+# way (admin.py --plugins): what a route costs once plugins are on it. Its own instance, stopped after.
+if want memory-plugins; then
+    start_sluice sluice-mem-plugins warn
+    log "sluice-mem-plugins: memory scale with 3 Wasm plugins per route"
+    grow_routes sluice-mem-plugins "$RAW/memory-plugins.jsonl" $(( ROUTES < 1000 ? ROUTES : 1000 )) --plugins
+    kill -TERM "${PID[sluice-mem-plugins]}" 2>/dev/null || true
+fi
 
 render() { # TEMPLATE OUT KEY=VALUE...
     local tmpl=$1 out=$2 kv sed_args=(); shift 2
@@ -467,7 +480,12 @@ start_nginx() { # NAME KIND
         h2c) URL[$name]="http://127.0.0.1:$h2c/bench" ;;
         tls) URL[$name]="https://localhost:$tls/bench" ;;
     esac
-    wait_http "${URL[$name]}" "$name" "$BG_PID"
+    # curl speaks HTTP/1.1 here: an h2c scenario is checked on the same process's HTTP/1.1 listener.
+    if [[ $kind == tls ]]; then
+        wait_http "${URL[$name]}" "$name" "$BG_PID"
+    else
+        wait_http "http://127.0.0.1:$h1/bench" "$name" "$BG_PID"
+    fi
 }
 start_haproxy() { # NAME PROTO
     local name=$1 proto=$2 h1 h2c
@@ -531,7 +549,7 @@ for s in "${SCENARIOS[@]}"; do
     fi
     ACTIVE+=("$name|$proto")
 done
-[[ ${#ACTIVE[@]} -gt 0 ]] || want_any hot-swap plugin-swap || die "no scenario selected (see --list)"
+[[ ${#ACTIVE[@]} -gt 0 ]] || want_any hot-swap plugin-swap memory-plugins || die "no scenario selected (see --list)"
 
 log "warm-up: $WARMUP per contender"
 for a in "${ACTIVE[@]}"; do

@@ -4,8 +4,11 @@
   admin.py free-ports N
       print N free TCP ports on 127.0.0.1 (held open together, so they are distinct)
   admin.py routes  --admin HOST:PORT --key KEY --upstream-port P --from A --to B [--concurrency 8]
+                   [--plugins]
       PUT routes A..B-1 (alternating exact `/bench/e<i>` and prefix `/bench/p<i>/*` URIs,
-      each with its own inline upstream), over keep-alive connections
+      each with its own inline upstream), over keep-alive connections; with --plugins each route
+      also runs three built-in Wasm plugins (proxy-rewrite, response-rewrite, limit-count) with a
+      config of its own
   admin.py swap    --admin HOST:PORT --key KEY --route-id ID --uri URI --upstreams a,b
                    --count 100 --over SECONDS
       re-point one route alternately at the given upstream ids, COUNT times spread over SECONDS;
@@ -63,9 +66,19 @@ class Admin:
                     raise
 
 
-def route_body(i, upstream_port):
-    uri = f"/bench/e{i}" if i % 2 == 0 else f"/bench/p{i}/*"
+def route_plugins(i):
+    """Three Wasm plugins whose configs differ per route, so none can be shared between routes."""
     return {
+        "proxy-rewrite": {"headers": {"set": {"X-Bench-Route": f"r{i}"}}},
+        "response-rewrite": {"headers": {"set": {"X-Bench-Served-By": f"r{i}"}}},
+        "limit-count": {"count": 1_000_000 + i, "time_window": 60, "key_type": "var",
+                        "key": "remote_addr", "rejected_code": 429},
+    }
+
+
+def route_body(i, upstream_port, plugins=False):
+    uri = f"/bench/e{i}" if i % 2 == 0 else f"/bench/p{i}/*"
+    body = {
         "uri": uri,
         "upstream": {
             "type": "roundrobin",
@@ -73,6 +86,9 @@ def route_body(i, upstream_port):
             "keepalive_pool": {"size": 320},
         },
     }
+    if plugins:
+        body["plugins"] = route_plugins(i)
+    return body
 
 
 def put_routes(args):
@@ -88,7 +104,8 @@ def put_routes(args):
                     return
                 i = ids.pop()
             try:
-                admin.put(f"/apisix/admin/routes/bench{i}", route_body(i, args.upstream_port))
+                admin.put(f"/apisix/admin/routes/bench{i}",
+                          route_body(i, args.upstream_port, args.plugins))
             except Exception as e:  # noqa: BLE001 - reported below
                 with lock:
                     errors.append(str(e))
@@ -165,6 +182,7 @@ def main():
     r.add_argument("--from", dest="start", type=int, required=True)
     r.add_argument("--to", dest="end", type=int, required=True)
     r.add_argument("--concurrency", type=int, default=8)
+    r.add_argument("--plugins", action="store_true")
     s.add_argument("--route-id", required=True)
     s.add_argument("--uri", required=True)
     s.add_argument("--upstreams", required=True)

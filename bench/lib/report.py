@@ -126,6 +126,30 @@ def ratio(a, b):
     return f"{a / b:.2f}×"
 
 
+def memory_table(L, rows, what):
+    """One memory-scale series: RSS after each step and the cost per added route."""
+    L.append(f"**{what}**\n")
+    if not rows:
+        L.append("*not run*\n")
+        return
+    L.append("| Routes | RSS | Δ per added route | time to load the step |")
+    L.append("|---:|---:|---:|---:|")
+    prev = None
+    for m in rows:
+        per = "—"
+        if prev is not None and m["routes"] > prev["routes"]:
+            per = f"{(m['rss_kb'] - prev['rss_kb']) / (m['routes'] - prev['routes']):.2f} KiB"
+        load = f"{m['load_s']} s" if "load_s" in m else "—"
+        L.append(f"| {m['routes']:,} | {m['rss_kb'] / 1024:.1f} MiB | {per} | {load} |")
+        prev = m
+    by = {m["routes"]: m["rss_kb"] for m in rows}
+    top = max(by)
+    if 1 in by and top > 1:
+        L.append("")
+        L.append(f"Per-route cost, 1 → {top:,} routes: {(by[top] - by[1]) / (top - 1):.2f} KiB.")
+    L.append("")
+
+
 def main():
     raw, out_md, out_svg = sys.argv[1:4]
     with open(os.path.join(raw, "meta.json")) as f:
@@ -142,6 +166,7 @@ def main():
     plugin_base = aggregate([r for r in runs if r["label"] == "plugin-baseline"])
     plugin_load = aggregate([r for r in runs if r["label"] == "plugin-swap"])
     memory = read_jsonl(os.path.join(raw, "memory.jsonl"))
+    memory_plugins = read_jsonl(os.path.join(raw, "memory-plugins.jsonl"))
     def admin_stats(prefix):  # the admin.py swap / plugin-swap summaries, one per round
         out = []
         for fn in sorted(os.listdir(raw)):
@@ -162,7 +187,8 @@ def main():
     L.append(f"- **Command:** `{meta['command'].strip()}`")
     measured = [n for n in scen if agg[n]]
     measured += [label for label, ran in [("low load", any(low.values())), ("hot swap", swap_load),
-                                          ("plugin swap", plugin_load), ("memory scale", memory)] if ran]
+                                          ("plugin swap", plugin_load), ("memory scale", memory),
+                                          ("memory scale with plugins", memory_plugins)] if ran]
     L.append(f"- **Measured in this run:** {', '.join(measured) or 'nothing'}")
     L.append(f"- **Machine:** {meta['cpu_model']}, {meta['nproc']} CPUs, Linux {meta['kernel']}; "
              f"load average at the end: {meta['load_avg']}")
@@ -303,26 +329,12 @@ def main():
         L.append("*not run*\n")
 
     L.append("## Memory scale\n")
-    if memory:
+    if memory or memory_plugins:
         L.append("RSS of one Sluice instance while routes are added (each route: its own URI, half exact "
                  "`/bench/e<i>`, half prefix `/bench/p<i>/*`, and its own inline upstream).\n")
-        L.append("| Routes | RSS | Δ per added route | time to load the step |")
-        L.append("|---:|---:|---:|---:|")
-        prev = None
-        for m in memory:
-            per = "—"
-            if prev is not None and m["routes"] > prev["routes"]:
-                per = f"{(m['rss_kb'] - prev['rss_kb']) / (m['routes'] - prev['routes']):.2f} KiB"
-            load = f"{m['load_s']} s" if "load_s" in m else "—"
-            L.append(f"| {m['routes']:,} | {m['rss_kb'] / 1024:.1f} MiB | {per} | {load} |")
-            prev = m
-        by = {m["routes"]: m["rss_kb"] for m in memory}
-        if 1 in by and 1000 in by:
-            L.append("")
-            L.append(f"Per-route cost, 1 → 1,000 routes: {(by[1000] - by[1]) / 999:.2f} KiB.")
-        L.append("")
-        L.append("With 3 Wasm plugins per route (distinct configs): *not available yet* (those plugins "
-                 "do not exist yet).\n")
+        memory_table(L, memory, "plain routes")
+        memory_table(L, memory_plugins, "each route with 3 Wasm plugins configured its own way "
+                     "(proxy-rewrite, response-rewrite, limit-count)")
     else:
         L.append("*not run*\n")
 

@@ -7,11 +7,15 @@
 //! rebuilds: the series then starts again at 0, which Prometheus reads as a counter reset.
 
 use crate::snapshot::Live;
+use crate::upstream::health::HealthTally;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use std::fmt::Error;
 use std::sync::Arc;
+
+/// A per-upstream gauge: name, help, and how to read it from a tally.
+type GaugeSpec = (&'static str, &'static str, fn(&HealthTally) -> usize);
 
 /// `sluice_upstream_unhealthy_nodes`, `sluice_upstream_nodes` and
 /// `sluice_upstream_health_transitions_total{to}`.
@@ -26,17 +30,13 @@ impl std::fmt::Debug for HealthCollector {
 impl Collector for HealthCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), Error> {
         let snapshot = self.0.load();
-        let mut rows: Vec<(&str, crate::upstream::health::HealthTally)> = snapshot
+        let mut rows: Vec<(&str, HealthTally)> = snapshot
             .upstream_runtimes()
             .filter_map(|(name, rt)| rt.health_tally().map(|t| (name, t)))
             .collect();
         rows.sort_by(|a, b| a.0.cmp(b.0));
 
-        let gauges: [(
-            &str,
-            &str,
-            fn(&crate::upstream::health::HealthTally) -> usize,
-        ); 2] = [
+        let gauges: [GaugeSpec; 2] = [
             (
                 "upstream_nodes",
                 "Nodes of an upstream with health checks (after service discovery).",

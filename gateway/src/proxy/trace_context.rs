@@ -1,6 +1,7 @@
 //! W3C Trace Context (`traceparent`/`tracestate`) towards the upstream.
 //!
-//! Always on and cheap: one header parse and 8 or 24 random bytes per request. The gateway is a hop in the
+//! Always on and cheap: one header parse and 8 or 24 random bytes per request (from a per-thread block of
+//! OS randomness, so no system call per request). The gateway is a hop in the
 //! trace, so the upstream always gets a `traceparent` whose parent is the gateway's own span id: a child
 //! of the client's trace when the client sent a valid one (trace id and flags kept), otherwise a new trace.
 //! `tracestate` is vendor data for the same trace, so it passes through only with a valid `traceparent`.
@@ -62,23 +63,50 @@ fn parse(value: &str) -> Option<Parent> {
     })
 }
 
+/// Random bytes drawn from the OS in blocks: one `getrandom` call per [`RANDOM_BLOCK`] bytes instead of
+/// one or two per request (measured: the syscalls were ~1.5 % of a plain proxy's CPU). Ids stay as
+/// unpredictable as the OS source; a block is never handed out twice.
+const RANDOM_BLOCK: usize = 4096;
+
+struct RandomBlock {
+    bytes: [u8; RANDOM_BLOCK],
+    used: usize,
+}
+
+thread_local! {
+    static RANDOM: std::cell::RefCell<RandomBlock> = const {
+        std::cell::RefCell::new(RandomBlock { bytes: [0; RANDOM_BLOCK], used: RANDOM_BLOCK })
+    };
+}
+
 /// Random bytes that are not all zero (an all-zero id is invalid).
 fn random_id<const N: usize>() -> Option<[u8; N]> {
     let mut id = [0u8; N];
-    getrandom::fill(&mut id).ok()?;
+    RANDOM.with_borrow_mut(|block| {
+        if block.used + N > RANDOM_BLOCK {
+            getrandom::fill(&mut block.bytes).ok()?;
+            block.used = 0;
+        }
+        id.copy_from_slice(&block.bytes[block.used..block.used + N]);
+        block.used += N;
+        Some(())
+    })?;
     if id == [0; N] {
         id[N - 1] = 1;
     }
     Some(id)
 }
 
+/// `00-<trace id>-<span id>-<flags>`, written straight into one buffer.
 fn format(trace_id: &[u8; 16], span_id: &[u8; 8], flags: u8) -> Option<HeaderValue> {
-    let v = format!(
-        "00-{}-{}-{flags:02x}",
-        hex::encode(trace_id),
-        hex::encode(span_id)
-    );
-    HeaderValue::from_str(&v).ok()
+    let mut v = [0u8; 55];
+    v[..3].copy_from_slice(b"00-");
+    hex::encode_to_slice(trace_id, &mut v[3..35]).ok()?;
+    v[35] = b'-';
+    hex::encode_to_slice(span_id, &mut v[36..52]).ok()?;
+    v[52] = b'-';
+    hex::encode_to_slice([flags], &mut v[53..55]).ok()?;
+    HeaderValue::from_bytes(&v).ok()
 }
 
 /// The client's valid `traceparent`, if it sent exactly one.
@@ -198,5 +226,14 @@ mod tests {
             (p[0].as_str(), p[1].as_str()),
             ("00", "4bf92f3577b34da6a3ce929d0e0e4736")
         );
+    }
+
+    #[test]
+    fn ids_stay_distinct_across_refills_of_the_random_block() {
+        // 24 bytes per new trace: 1,000 traces use several blocks.
+        let ids: std::collections::HashSet<String> = (0..1000)
+            .map(|_| parts(&propagated(&[]))[1..3].join("-"))
+            .collect();
+        assert_eq!(ids.len(), 1000);
     }
 }
