@@ -250,8 +250,8 @@ impl JsonLine<'_> {
                 method: r.method.as_str(),
                 scheme: r.scheme,
                 host: &self.host,
-                path: &r.path,
-                query: r.query.as_deref(),
+                path: r.uri.path(),
+                query: r.uri.query(),
                 headers: &self.request_headers,
                 size: r.request_bytes,
             },
@@ -350,8 +350,8 @@ fn value(r: &Record, v: &Var, out: &mut Vec<u8>) {
         }
         Var::Request => {
             let _ = write!(out, "{} ", r.method);
-            escaped(out, r.path.as_bytes());
-            if let Some(q) = &r.query {
+            escaped(out, r.uri.path().as_bytes());
+            if let Some(q) = r.uri.query() {
                 out.push(b'?');
                 escaped(out, q.as_bytes());
             }
@@ -359,14 +359,14 @@ fn value(r: &Record, v: &Var, out: &mut Vec<u8>) {
         }
         Var::RequestMethod => out.extend_from_slice(r.method.as_str().as_bytes()),
         Var::RequestUri => {
-            escaped(out, r.path.as_bytes());
-            if let Some(q) = &r.query {
+            escaped(out, r.uri.path().as_bytes());
+            if let Some(q) = r.uri.query() {
                 out.push(b'?');
                 escaped(out, q.as_bytes());
             }
         }
-        Var::Uri => escaped(out, r.path.as_bytes()),
-        Var::Args => or_dash(out, r.query.as_deref().map(str::as_bytes)),
+        Var::Uri => escaped(out, r.uri.path().as_bytes()),
+        Var::Args => or_dash(out, r.uri.query().map(str::as_bytes)),
         Var::Scheme => out.extend_from_slice(r.scheme.as_bytes()),
         Var::Host => or_dash(out, r.host.as_ref().map(|h| h.as_bytes())),
         Var::ServerProtocol => {
@@ -407,7 +407,7 @@ fn value(r: &Record, v: &Var, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::{HeaderValue, Method, StatusCode, Version};
+    use http::{HeaderValue, Method, StatusCode, Uri, Version};
     use std::time::Duration;
 
     fn record() -> Record {
@@ -425,8 +425,7 @@ mod tests {
             method: Method::GET,
             scheme: "http",
             host: Some(HeaderValue::from_static("example.com")),
-            path: "/a b".to_string(),
-            query: Some("x=1".to_string()),
+            uri: Uri::from_static("/a%20b?x=1"),
             version: Version::HTTP_11,
             request_headers,
             request_bytes: 0,
@@ -451,7 +450,7 @@ mod tests {
     fn combined_is_nginx_combined_with_escaped_values() {
         assert_eq!(
             line("combined"),
-            r#"192.0.2.7 - - [10/Oct/2000:13:55:36 +0000] "GET /a b?x=1 HTTP/1.1" 200 42 "-" "curl/8 \x22x\x22""#
+            r#"192.0.2.7 - - [10/Oct/2000:13:55:36 +0000] "GET /a%20b?x=1 HTTP/1.1" 200 42 "-" "curl/8 \x22x\x22""#
         );
     }
 
@@ -467,7 +466,7 @@ mod tests {
     #[test]
     fn json_lines_are_apisix_entries() {
         let v: serde_json::Value = serde_json::from_str(&line("json")).unwrap();
-        assert_eq!(v["request"]["url"], "http://example.com/a b?x=1");
+        assert_eq!(v["request"]["url"], "http://example.com/a%20b?x=1");
         assert_eq!(v["request"]["headers"]["user-agent"], "curl/8 \"x\"");
         assert_eq!(v["response"]["headers"]["content-type"], "text/plain");
         assert_eq!(v["upstream"], "10.0.0.2:8080");

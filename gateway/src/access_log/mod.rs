@@ -15,7 +15,7 @@ mod writer;
 
 pub use format::{Format, FormatError};
 
-use http::{HeaderMap, HeaderValue, Method, StatusCode, Version};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -47,9 +47,9 @@ pub struct Record {
     pub method: Method,
     pub scheme: &'static str,
     pub host: Option<HeaderValue>,
-    /// The path as the client sent it, without the query.
-    pub path: String,
-    pub query: Option<String>,
+    /// As the client sent it (path and query); read on the writer thread, so the request path copies
+    /// nothing out of it.
+    pub uri: Uri,
     pub version: Version,
     /// Empty unless the format logs headers ([`AccessLog::wants_headers`]).
     pub request_headers: HeaderMap,

@@ -19,7 +19,6 @@ use tokio::time::Instant;
 /// What is known about a request by the time its response starts.
 pub struct AccessRecord {
     pub started: Instant,
-    pub started_at: SystemTime,
     pub client: SocketAddr,
     pub scheme: &'static str,
     pub method: Method,
@@ -114,10 +113,13 @@ impl Body for Logged {
     }
 }
 
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+/// The wall-clock start of a request that began `elapsed` ago, in Unix milliseconds. Derived at the end
+/// rather than read at the start, so requests nobody logs pay no second clock read.
+fn started_unix_ms(elapsed: Duration) -> u64 {
+    SystemTime::now()
+        .checked_sub(elapsed)
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Drop for Logged {
@@ -141,7 +143,7 @@ impl Drop for Logged {
         }
         if let ResponseBody::Phased(phased) = &mut self.inner {
             phased.finish(Completion {
-                started_unix_ms: unix_ms(r.started_at),
+                started_unix_ms: started_unix_ms(latency),
                 latency,
                 upstream_latency: r.upstream_latency,
                 upstream: r.upstream,
@@ -164,7 +166,7 @@ impl Drop for Logged {
             return;
         };
         log.log(Record {
-            started_unix_ms: unix_ms(r.started_at),
+            started_unix_ms: started_unix_ms(latency),
             latency,
             upstream_latency: r.upstream_latency,
             upstream: r.upstream,
@@ -172,8 +174,7 @@ impl Drop for Logged {
             method: std::mem::take(&mut r.method),
             scheme: r.scheme,
             host: r.host.take(),
-            path: r.uri.path().to_string(),
-            query: r.uri.query().map(str::to_string),
+            uri: std::mem::take(&mut r.uri),
             version: r.version,
             request_headers: std::mem::take(&mut r.request_headers),
             request_bytes: r.request_bytes,

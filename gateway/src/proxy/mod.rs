@@ -170,7 +170,6 @@ pub async fn handle(state: Arc<ProxyState>, conn: Conn, req: Request<Incoming>) 
     let (mut parts, body) = req.into_parts();
     let mut record = AccessRecord {
         started,
-        started_at: std::time::SystemTime::now(),
         client: conn.client,
         scheme: conn.scheme,
         method: parts.method.clone(),
