@@ -1,6 +1,5 @@
-//! What one access-log line costs: building its record's parts on the request path (the header clones
-//! the JSON format needs), queueing it, and formatting it on the writer thread, for the JSON and the
-//! `combined` formats. `bench/run.sh` measures the whole effect under load (`sluice-accesslog*`).
+//! What one access-log line costs on the worker that finishes the request: the header clones the JSON
+//! format needs, formatting the line (JSON and `combined`), and buffering it for the writer thread. `bench/run.sh` measures the whole effect under load (`sluice-accesslog*`).
 use sluice::access_log::{AccessLog, Format, Record, Target};
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -57,7 +56,7 @@ fn lines(c: &mut Criterion) {
         let format: Format = format.parse().unwrap();
         let r = record(req.clone(), resp.clone());
         let mut out = Vec::with_capacity(4096);
-        c.bench_function(&format!("writer: format one {name} line"), |b| {
+        c.bench_function(&format!("format one {name} line"), |b| {
             b.iter(|| {
                 out.clear();
                 format.write(black_box(&r), &mut out);
@@ -67,7 +66,7 @@ fn lines(c: &mut Criterion) {
     }
     let log = AccessLog::start(Target::File("/dev/null".into()), Format::Json).unwrap();
     c.bench_function(
-        "request path: queue one record (json, headers cloned)",
+        "request path: clone headers, format and buffer one json line",
         |b| b.iter(|| log.log(record(req.clone(), resp.clone()))),
     );
     log.close(Duration::from_secs(5));

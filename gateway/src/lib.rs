@@ -12,8 +12,8 @@
 //! [`limits`] what a client may send and for how long, with the reasons for each default. [`cluster`] keeps
 //! a node's snapshot in step with an etcd store shared by several nodes.
 //!
-//! What the gateway tells operators leaves the request path through bounded queues: [`access_log`] (one
-//! line per request, its own writer thread), [`log_sink`] (batched deliveries for logger plugins) and
+//! What the gateway tells operators leaves the request path through bounded buffers: [`access_log`] (one
+//! line per request, formatted by the worker, written by its own thread), [`log_sink`] (batched deliveries for logger plugins) and
 //! [`otel`] (request spans over OTLP); [`http_client`] sends the last two's HTTP. [`metrics`] counts in
 //! place (atomics) and is encoded only when scraped.
 

@@ -202,19 +202,20 @@ struct Headers<'a>(&'a HeaderMap);
 impl HeaderPairs for Headers<'_> {
     fn for_each_name(&self, f: &mut dyn FnMut(&str, &[&str])) {
         let text = |v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
-        for name in self.0.keys() {
-            let all = self.0.get_all(name);
-            let mut values = all.iter();
-            match (values.next(), values.next()) {
-                // The common case, without collecting.
-                (Some(one), None) => match one.to_str() {
+        // One pass: a `HeaderMap` yields a name's values one after another (no lookup per name).
+        let mut fields = self.0.iter().peekable();
+        while let Some((name, first)) = fields.next() {
+            if fields.peek().is_some_and(|(next, _)| *next == name) {
+                let mut owned = vec![text(first)];
+                while let Some((_, v)) = fields.next_if(|(next, _)| *next == name) {
+                    owned.push(text(v));
+                }
+                let refs: Vec<&str> = owned.iter().map(String::as_str).collect();
+                f(name.as_str(), &refs);
+            } else {
+                match first.to_str() {
                     Ok(v) => f(name.as_str(), &[v]),
-                    Err(_) => f(name.as_str(), &[&text(one)]),
-                },
-                _ => {
-                    let owned: Vec<String> = all.iter().map(text).collect();
-                    let refs: Vec<&str> = owned.iter().map(String::as_str).collect();
-                    f(name.as_str(), &refs);
+                    Err(_) => f(name.as_str(), &[&text(first)]),
                 }
             }
         }
@@ -229,7 +230,7 @@ fn json(r: &Record) -> JsonLine<'_> {
         host: r
             .host
             .as_ref()
-            .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
+            .map(|h| String::from_utf8_lossy(h.as_bytes()))
             .unwrap_or_default(),
     }
 }
@@ -239,7 +240,7 @@ struct JsonLine<'a> {
     record: &'a Record,
     request_headers: Headers<'a>,
     response_headers: Headers<'a>,
-    host: String,
+    host: std::borrow::Cow<'a, str>,
 }
 
 impl JsonLine<'_> {
@@ -305,20 +306,20 @@ fn utc(ms: u64) -> OffsetDateTime {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-fn value(r: &Record, v: &Var, out: &mut Vec<u8>) {
-    match v {
-        Var::RemoteAddr => {
-            let _ = write!(out, "{}", r.client.ip());
-        }
-        Var::RemotePort => {
-            let _ = write!(out, "{}", r.client.port());
-        }
-        Var::RemoteUser => or_dash(out, r.consumer.as_deref().map(str::as_bytes)),
-        Var::TimeLocal => {
-            let t = utc(r.started_unix_ms);
+/// `$time_local` (`03/Dec/2026:19:40:34 +0000`), formatted once per second per thread: a busy log
+/// writes the same second thousands of times.
+fn time_local(out: &mut Vec<u8>, unix_secs: u64) {
+    thread_local! {
+        static LAST: std::cell::RefCell<(u64, Vec<u8>)> = const { std::cell::RefCell::new((u64::MAX, Vec::new())) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != unix_secs {
+            let t = utc(unix_secs.saturating_mul(1000));
             let month = MONTHS[usize::from(u8::from(t.month()) - 1)];
+            last.1.clear();
             let _ = write!(
-                out,
+                last.1,
                 "{:02}/{month}/{}:{:02}:{:02}:{:02} +0000",
                 t.day(),
                 t.year(),
@@ -326,7 +327,20 @@ fn value(r: &Record, v: &Var, out: &mut Vec<u8>) {
                 t.minute(),
                 t.second()
             );
+            last.0 = unix_secs;
         }
+        out.extend_from_slice(&last.1);
+    });
+}
+
+fn value(r: &Record, v: &Var, out: &mut Vec<u8>) {
+    match v {
+        Var::RemoteAddr => sluice_log::entry::ip(out, r.client.ip()),
+        Var::RemotePort => {
+            let _ = write!(out, "{}", r.client.port());
+        }
+        Var::RemoteUser => or_dash(out, r.consumer.as_deref().map(str::as_bytes)),
+        Var::TimeLocal => time_local(out, r.started_unix_ms / 1000),
         Var::TimeIso8601 => {
             let t = utc(r.started_unix_ms);
             let _ = write!(
@@ -383,9 +397,7 @@ fn value(r: &Record, v: &Var, out: &mut Vec<u8>) {
         }
         Var::RequestTime => secs(out, r.latency),
         Var::UpstreamAddr => match r.upstream {
-            Some(a) => {
-                let _ = write!(out, "{a}");
-            }
+            Some(a) => sluice_log::entry::socket_addr(out, a),
             None => out.push(b'-'),
         },
         Var::UpstreamResponseTime => match r.upstream_latency {
