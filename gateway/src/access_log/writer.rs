@@ -145,9 +145,11 @@ impl Shared {
 
     /// Buffers complete lines; drops them (counted) when the buffer is full or the log is closed.
     pub(super) fn append(&self, lines: &[u8]) {
-        if !self.closing.load(Ordering::Relaxed) {
+        {
             let mut buf = self.shard().0.lock().unwrap_or_else(|p| p.into_inner());
-            if buf.len() + lines.len() <= SHARD_BYTES {
+            // Read under the lock: the writer's last pass drains each buffer under its lock after seeing
+            // `closing`, so a line either lands before that pass or sees `closing` and is counted.
+            if !self.closing.load(Ordering::Acquire) && buf.len() + lines.len() <= SHARD_BYTES {
                 buf.extend_from_slice(lines);
                 return;
             }
