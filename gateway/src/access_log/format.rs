@@ -202,7 +202,8 @@ struct Headers<'a>(&'a HeaderMap);
 impl HeaderPairs for Headers<'_> {
     fn for_each_name(&self, f: &mut dyn FnMut(&str, &[&str])) {
         let text = |v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
-        // One pass: a `HeaderMap` yields a name's values one after another (no lookup per name).
+        // One pass: http 1.x's `HeaderMap::iter` yields a name's values one after another (no lookup per
+        // name; `json_lines_group_a_repeated_header_name` holds it to that).
         let mut fields = self.0.iter().peekable();
         while let Some((name, first)) = fields.next() {
             if fields.peek().is_some_and(|(next, _)| *next == name) {
@@ -484,6 +485,31 @@ mod tests {
         assert_eq!(v["upstream"], "10.0.0.2:8080");
         assert_eq!(v["route_id"], "r1");
         assert_eq!(v["latency"], 12.345);
+    }
+
+    #[test]
+    fn json_lines_group_a_repeated_header_name() {
+        let mut r = record();
+        r.request_headers = HeaderMap::new();
+        r.request_headers
+            .append("x-a", HeaderValue::from_static("1"));
+        r.request_headers
+            .append("x-b", HeaderValue::from_static("b"));
+        r.request_headers
+            .append("x-a", HeaderValue::from_static("2"));
+        r.request_headers
+            .append("x-c", HeaderValue::from_bytes(b"caf\xe9").unwrap());
+        r.request_headers
+            .append("x-a", HeaderValue::from_static("3"));
+        let mut out = Vec::new();
+        Format::Json.write(&r, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.matches("\"x-a\"").count(), 1, "one key: {text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            v["request"]["headers"],
+            serde_json::json!({"x-a": ["1", "2", "3"], "x-b": "b", "x-c": "caf\u{fffd}"})
+        );
     }
 
     #[test]

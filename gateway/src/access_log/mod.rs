@@ -2,13 +2,15 @@
 //! template, to stdout or a file (`--access-log`, `--access-log-format`).
 //!
 //! Formatted where the request ends, written elsewhere: the worker that finishes a request formats its
-//! line (no copy of the record crosses threads, nothing is allocated per line) and appends it to one of a
-//! few buffers, picked per worker thread so workers rarely share one; a writer thread takes each buffer
+//! line (nothing about the request crosses threads; template lines allocate nothing, JSON lines only
+//! their `url` and decoded query) and appends it to one of a few buffers, picked per worker thread so workers rarely share one; a writer thread takes each buffer
 //! every 20 ms by swapping it for an empty one, and writes it with one call. The worker never waits on
 //! the disk: when the writer is behind (a slow disk, a blocked stdout pipe) and a buffer holds
 //! [`SHARD_BYTES`], further lines are dropped and counted in `sluice_access_log_dropped_total` (nginx's
 //! buffered access log makes the same trade). A file is reopened when it is moved or deleted (logrotate
-//! without `copytruncate`).
+//! without `copytruncate`). Each buffer is written in order, one after another, so lines of different
+//! worker threads are grouped per 20 ms tick rather than interleaved by completion time (each line carries
+//! its start time).
 //!
 //! Why not a queue of records to a writer thread that formats them (the first design): under load on one
 //! CPU the hand-off cost more than the formatting (an allocation per record, header maps freed on another
@@ -121,13 +123,16 @@ impl AccessLog {
             /// Where this thread formats a line before it takes a buffer's lock (a short hold).
             static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(2048));
         }
-        LINE.with(|line| {
-            let mut line = line.borrow_mut();
+        let write = |line: &mut Vec<u8>| {
             line.clear();
-            self.format.write(&record, &mut line);
+            self.format.write(&record, line);
             line.push(b'\n');
-            self.shared.append(&line);
-        });
+            self.shared.append(line);
+        };
+        // `try_with`: a body dropped while this thread's locals are being torn down still gets its line.
+        if LINE.try_with(|line| write(&mut line.borrow_mut())).is_err() {
+            write(&mut Vec::new());
+        }
     }
 
     /// Lines dropped so far.
@@ -135,7 +140,8 @@ impl AccessLog {
         self.shared.dropped.load(Ordering::Relaxed)
     }
 
-    /// Stops taking lines and waits (up to `timeout`) for the writer to write what is buffered.
+    /// Stops taking lines and waits (up to `timeout`) for the writer to write what is buffered. Lines
+    /// still buffered when the timeout passes (a stuck target) are lost with the process.
     pub fn close(&self, timeout: Duration) {
         let Some(thread) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() else {
             return;
@@ -148,6 +154,17 @@ impl AccessLog {
         }
         if thread.is_finished() {
             let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for AccessLog {
+    /// Without `close` (an error path at shutdown), the writer still stops: it writes what is buffered
+    /// and exits instead of waking every tick for the rest of the process.
+    fn drop(&mut self) {
+        self.shared.closing.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            thread.thread().unpark();
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The end of a request, in one place: when the response body is finished (or abandoned), the request is
 //! counted in the metrics, the `log` plugin phase runs with the exchange's figures
-//! ([`crate::plugin::Completion`]), and the access-log line is queued. Everything waits for that moment
+//! ([`crate::plugin::Completion`]), and the access-log line is buffered. Everything waits for that moment
 //! so that byte counts and total latency are real.
 
 use super::body::ResponseBody;

@@ -363,7 +363,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     store.flush().await.context("flushing the store")?;
     if let Some(log) = access_log {
-        // Lines of requests that finished during the drain are still queued.
+        // Lines of requests that finished during the drain are still buffered.
         tokio::task::spawn_blocking(move || log.close(Duration::from_secs(2))).await?;
     }
     log_sinks.shutdown(Duration::from_secs(5)).await;
